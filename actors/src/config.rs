@@ -1,0 +1,418 @@
+//! `cluster.toml`: nodes and the roles they host, the model, the task and the
+//! algorithm. Every table rejects unknown keys, so a typo fails with the file, line
+//! and key. A file that sets nothing gets the embedded single-machine default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use troupe_env::{TaskConfig, TaskFamily};
+use troupe_model::ModelConfig;
+
+use crate::ActorError;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Run-wide settings.
+    pub run: RunConfig,
+    /// Machines and the roles each hosts. Empty means one embedded node with defaults.
+    pub nodes: Vec<NodeConfig>,
+    /// Policy shape.
+    pub model: ModelConfig,
+    /// The built-in task.
+    pub task: TaskSettings,
+    /// SFT warm start.
+    pub sft: SftConfig,
+    /// Asynchronous GRPO.
+    pub rl: RlConfig,
+    /// Optimizer.
+    pub optim: OptimConfig,
+}
+
+/// Run-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Seed for weights, tasks and sampling; `--seed` overrides it.
+    pub seed: u64,
+    /// Where run directories are created (`--out` picks one exactly).
+    pub runs_dir: PathBuf,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            runs_dir: PathBuf::from("runs"),
+        }
+    }
+}
+
+/// One machine of the cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node name, unique in the cluster.
+    pub name: String,
+    /// Roles and how many actors of each this node hosts.
+    #[serde(default)]
+    pub roles: Roles,
+}
+
+/// Actor counts per role on one node.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Roles {
+    /// Hosts the coordinator (exactly one node must).
+    pub coordinator: bool,
+    /// Hosts the replay buffer (exactly one node must).
+    pub buffer: bool,
+    /// Hosts the learner (exactly one node must).
+    pub learner: bool,
+    /// Sampler actors: each holds a policy replica (memory: one copy of the weights) and
+    /// generates `rl.groups_per_sampler * rl.group_size` episodes per forward batch.
+    pub samplers: u32,
+    /// Environment-host actors.
+    pub env_hosts: u32,
+    /// Judge actors.
+    pub judges: u32,
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Self {
+            coordinator: true,
+            buffer: true,
+            learner: true,
+            samplers: 2,
+            env_hosts: 1,
+            judges: 1,
+        }
+    }
+}
+
+/// The built-in task and its evaluation split.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskSettings {
+    /// `"sort"` (sort a list of digits) or `"add"` (add two numbers).
+    pub family: TaskFamily,
+    /// Fewest digits per problem (list length for sort, operand length for add).
+    pub min_digits: u32,
+    /// Most digits per problem; longer problems are harder and need more tokens.
+    pub max_digits: u32,
+    /// Share of the problem space, in per mille, held out for evaluation only.
+    pub heldout_per_mille: u32,
+    /// Held-out problems evaluated at each phase boundary (greedy pass@1). More is
+    /// less noisy and costs one greedy generation each per evaluation.
+    pub heldout_size: usize,
+    /// Environment instances each env host keeps at most (back-pressure beyond).
+    pub env_capacity: usize,
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        let t = TaskConfig::default();
+        Self {
+            family: t.family,
+            min_digits: t.min_digits,
+            max_digits: t.max_digits,
+            heldout_per_mille: t.heldout_per_mille,
+            heldout_size: 400,
+            env_capacity: 4096,
+        }
+    }
+}
+
+impl TaskSettings {
+    /// The task generator's configuration.
+    pub fn task_config(&self) -> TaskConfig {
+        TaskConfig {
+            family: self.family,
+            min_digits: self.min_digits,
+            max_digits: self.max_digits,
+            heldout_per_mille: self.heldout_per_mille,
+        }
+    }
+}
+
+/// Supervised warm start on seed trajectories.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SftConfig {
+    /// How many seed trajectories the built-in expert writes when no
+    /// `--seed-trajectories` file is given.
+    pub seed_trajectories: usize,
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Conversations per step.
+    pub batch_size: usize,
+    /// Learning rate.
+    pub lr: f64,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        Self {
+            seed_trajectories: 256,
+            steps: 200,
+            batch_size: 32,
+            lr: 1e-3,
+        }
+    }
+}
+
+/// Asynchronous GRPO.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RlConfig {
+    /// Learner steps.
+    pub steps: u64,
+    /// Samples per task (G); advantages are relative within the group.
+    pub group_size: u32,
+    /// Tasks per learner step.
+    pub groups_per_batch: u32,
+    /// Groups a sampler generates in one forward batch.
+    pub groups_per_sampler: u32,
+    /// Learning rate.
+    pub lr: f64,
+    /// PPO clip: ratio floor `1 - clip_low`.
+    pub clip_low: f32,
+    /// PPO clip: ratio ceiling `1 + clip_high`.
+    pub clip_high: f32,
+    /// How many learner steps the samplers run ahead: batch `b` is generated with the
+    /// weights published after step `b - async_lag`, overlapping generation and training.
+    pub async_lag: u64,
+    /// η: a trajectory more than this many versions behind the learner is dropped.
+    pub max_staleness: u64,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Nucleus mass (1.0 = full distribution, unbiased log-probs).
+    pub top_p: f32,
+    /// Longest completion in tokens.
+    pub max_new_tokens: usize,
+    /// Held-out evaluation every this many learner steps (0: only at phase ends).
+    pub eval_every: u64,
+    /// Checkpoint every this many learner steps (0: only at phase ends).
+    pub checkpoint_every: u64,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        Self {
+            steps: 300,
+            group_size: 8,
+            groups_per_batch: 32,
+            groups_per_sampler: 8,
+            lr: 3e-4,
+            clip_low: 0.2,
+            clip_high: 0.28,
+            async_lag: 1,
+            max_staleness: 2,
+            temperature: 1.0,
+            top_p: 1.0,
+            max_new_tokens: 12,
+            eval_every: 50,
+            checkpoint_every: 100,
+        }
+    }
+}
+
+/// AdamW settings shared by both phases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.99,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+        }
+    }
+}
+
+/// The embedded default, compiled in so `troupe run` works from any directory.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../cluster.toml");
+
+impl ClusterConfig {
+    /// Parses `text` (read from `path`, used in messages) and validates it.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ActorError> {
+        let cfg: ClusterConfig = toml::from_str(text).map_err(|e| ActorError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        cfg.validate().map_err(|message| ActorError::Config {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ActorError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ActorError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// The node list, or the single embedded node when none is given.
+    pub fn nodes(&self) -> Vec<NodeConfig> {
+        if self.nodes.is_empty() {
+            vec![NodeConfig {
+                name: "local".into(),
+                roles: Roles::default(),
+            }]
+        } else {
+            self.nodes.clone()
+        }
+    }
+
+    /// Total actors of each role over all nodes.
+    pub fn total_roles(&self) -> Roles {
+        let mut t = Roles {
+            coordinator: false,
+            buffer: false,
+            learner: false,
+            samplers: 0,
+            env_hosts: 0,
+            judges: 0,
+        };
+        for n in self.nodes() {
+            t.coordinator |= n.roles.coordinator;
+            t.buffer |= n.roles.buffer;
+            t.learner |= n.roles.learner;
+            t.samplers += n.roles.samplers;
+            t.env_hosts += n.roles.env_hosts;
+            t.judges += n.roles.judges;
+        }
+        t
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.model.validate().map_err(|e| format!("[model] {e}"))?;
+        self.task
+            .task_config()
+            .validate()
+            .map_err(|e| format!("[task] {e}"))?;
+        let nodes = self.nodes();
+        for (role, count) in [
+            (
+                "coordinator",
+                nodes.iter().filter(|n| n.roles.coordinator).count(),
+            ),
+            ("buffer", nodes.iter().filter(|n| n.roles.buffer).count()),
+            ("learner", nodes.iter().filter(|n| n.roles.learner).count()),
+        ] {
+            if count != 1 {
+                return Err(format!(
+                    "[[nodes]] exactly one node must host the {role} (found {count})"
+                ));
+            }
+        }
+        let roles = self.total_roles();
+        for (key, v) in [
+            ("samplers", roles.samplers),
+            ("env_hosts", roles.env_hosts),
+            ("judges", roles.judges),
+        ] {
+            if v == 0 {
+                return Err(format!("[[nodes]] roles.{key}: at least one is required"));
+            }
+        }
+        let rl = &self.rl;
+        let checks: [(&str, bool); 8] = [
+            ("rl.group_size must be at least 2", rl.group_size >= 2),
+            (
+                "rl.groups_per_batch must be at least 1",
+                rl.groups_per_batch >= 1,
+            ),
+            (
+                "rl.groups_per_sampler must be at least 1",
+                rl.groups_per_sampler >= 1,
+            ),
+            (
+                "rl.temperature must be > 0 for exploration",
+                rl.temperature > 0.0,
+            ),
+            (
+                "rl.top_p must be in (0, 1]",
+                rl.top_p > 0.0 && rl.top_p <= 1.0,
+            ),
+            (
+                "rl.max_new_tokens must be at least 1",
+                rl.max_new_tokens >= 1,
+            ),
+            (
+                "sft.batch_size must be at least 1",
+                self.sft.batch_size >= 1,
+            ),
+            (
+                "task.heldout_size must be at least 1",
+                self.task.heldout_size >= 1,
+            ),
+        ];
+        for (msg, ok) in checks {
+            if !ok {
+                return Err(msg.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let cfg = ClusterConfig::parse(EMBEDDED_DEFAULT, Path::new("cluster.toml")).unwrap();
+        assert!(cfg.total_roles().samplers >= 1);
+    }
+
+    #[test]
+    fn typo_names_file_line_and_key() {
+        let text = "[rl]\nsteps = 3\nstpes = 4\n";
+        let err = ClusterConfig::parse(text, Path::new("my.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("my.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("stpes"), "{err}");
+    }
+
+    #[test]
+    fn typo_in_task_table_is_rejected() {
+        let err = ClusterConfig::parse("[task]\nfamly = \"add\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("famly"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let err = ClusterConfig::parse("[rl]\ngroup_size = 1\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("group_size"), "{err}");
+        let err = ClusterConfig::parse("[model]\nn_heads = 3\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("n_heads"), "{err}");
+    }
+}

@@ -1,0 +1,433 @@
+//! Coordinator: drives the phases (evaluate → SFT → evaluate → RL with periodic
+//! evaluation → evaluate), hands out work, records metrics and supervises the roles.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent, call};
+use tokio::sync::oneshot;
+use troupe_core::{Purpose, TaskSpec};
+use troupe_learner::SftExample;
+
+use crate::messages::{BufferMsg, CoordinatorMsg, LearnerMsg, StepReport};
+use crate::progress::Progress;
+use crate::schedule::{Schedule, ScheduleConfig};
+use crate::summary::{HeldoutSummary, RunState, Summary, Throughput, write_json};
+
+/// Where the run resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPoint {
+    /// From scratch.
+    Fresh,
+    /// SFT is done; evaluate it, then RL.
+    AfterSft,
+    /// RL at this step, with the current weights published as `publication`.
+    Rl {
+        /// RL steps done.
+        step: u64,
+        /// The learner's publication index.
+        publication: u64,
+    },
+}
+
+/// How the caller learns the outcome.
+pub type DoneSender = Arc<Mutex<Option<oneshot::Sender<Result<Summary, String>>>>>;
+
+/// What the coordinator needs.
+#[derive(Debug)]
+pub struct CoordinatorArgs {
+    /// Scheduler settings.
+    pub schedule: ScheduleConfig,
+    /// Run directory.
+    pub run_dir: PathBuf,
+    /// Held-out tasks.
+    pub heldout: Vec<TaskSpec>,
+    /// SFT warm-start examples.
+    pub seed_examples: Vec<SftExample>,
+    /// SFT steps (for progress).
+    pub sft_steps: u64,
+    /// Evaluate every this many RL steps (0: only at the end).
+    pub eval_every: u64,
+    /// Learner checkpoint cadence (run state is saved alongside).
+    pub checkpoint_every: u64,
+    /// Counters carried over from an earlier session.
+    pub state: RunState,
+    /// Where to start.
+    pub start: StartPoint,
+    /// Progress sink.
+    pub progress: Arc<dyn Progress>,
+    /// Completion channel.
+    pub done: DoneSender,
+}
+
+/// Peers the coordinator drives.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    /// The learner.
+    pub learner: ActorRef<LearnerMsg>,
+    /// The replay buffer.
+    pub buffer: ActorRef<BufferMsg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Label {
+    Initial,
+    AfterSft,
+    During(u64),
+    Final,
+}
+
+#[derive(Debug)]
+struct Round {
+    label: Label,
+    received: usize,
+    correct: usize,
+}
+
+/// Coordinator state.
+#[derive(Debug)]
+pub struct CoordinatorState {
+    args: CoordinatorArgs,
+    peers: Option<Peers>,
+    schedule: Schedule,
+    rounds: HashMap<u32, Round>,
+    next_round: u32,
+    metrics: File,
+    started: Instant,
+    rl_started: Option<(Instant, f64)>,
+    last_version: u64,
+    rl_steps: u64,
+}
+
+/// The coordinator actor.
+#[derive(Debug)]
+pub struct Coordinator;
+
+impl CoordinatorState {
+    fn peers(&self) -> Result<&Peers, ActorProcessingErr> {
+        self.peers
+            .as_ref()
+            .ok_or_else(|| "coordinator not started".into())
+    }
+
+    fn evaluate(&mut self, label: Label, publication: u64) {
+        let round = self.next_round;
+        self.next_round += 1;
+        self.rounds.insert(
+            round,
+            Round {
+                label,
+                received: 0,
+                correct: 0,
+            },
+        );
+        self.schedule
+            .queue_eval(round, publication, &self.args.heldout);
+        let name = match label {
+            Label::Initial => Some("evaluate (initial)"),
+            Label::AfterSft => Some("evaluate (after SFT)"),
+            Label::Final => Some("evaluate (after RL)"),
+            Label::During(_) => None,
+        };
+        if let Some(name) = name {
+            self.args
+                .progress
+                .phase(name, self.args.heldout.len() as u64);
+        }
+    }
+
+    fn start_sft(&mut self) -> Result<(), ActorProcessingErr> {
+        self.args
+            .progress
+            .phase("SFT warm start", self.args.sft_steps);
+        let examples = std::mem::take(&mut self.args.seed_examples);
+        self.peers()?.learner.cast(LearnerMsg::RunSft(examples))?;
+        Ok(())
+    }
+
+    fn start_rl(&mut self, step: u64, publication: u64) -> Result<(), ActorProcessingErr> {
+        let total = self.args.schedule.total_steps;
+        self.rl_steps = step;
+        if step >= total {
+            self.evaluate(Label::Final, publication);
+            return Ok(());
+        }
+        self.args.progress.phase("RL (async GRPO)", total);
+        self.args.progress.advance(step, "");
+        self.schedule.open_rl(step, publication);
+        self.rl_started = Some((Instant::now(), self.args.state.rl_seconds));
+        self.peers()?
+            .learner
+            .cast(LearnerMsg::RunRl { steps: total })?;
+        Ok(())
+    }
+
+    fn rl_seconds(&self) -> f64 {
+        self.rl_started
+            .map_or(self.args.state.rl_seconds, |(t, before)| {
+                before + t.elapsed().as_secs_f64()
+            })
+    }
+
+    fn save_state(&mut self) -> Result<(), ActorProcessingErr> {
+        let mut state = self.args.state.clone();
+        state.rl_seconds = self.rl_seconds();
+        write_json(&self.args.run_dir.join("run_state.json"), &state)?;
+        Ok(())
+    }
+
+    fn on_eval(&mut self, round: u32, correct: bool) -> Result<(), ActorProcessingErr> {
+        let n = self.args.heldout.len();
+        let Some(r) = self.rounds.get_mut(&round) else {
+            return Ok(());
+        };
+        r.received += 1;
+        r.correct += usize::from(correct);
+        let (label, received, hits) = (r.label, r.received, r.correct);
+        if !matches!(label, Label::During(_)) {
+            self.args.progress.advance(
+                received as u64,
+                &format!("pass@1 so far {:.3}", hits as f32 / received as f32),
+            );
+        }
+        if received < n {
+            return Ok(());
+        }
+        self.rounds.remove(&round);
+        let acc = hits as f32 / n as f32;
+        let heldout = &mut self.args.state.heldout;
+        match label {
+            Label::Initial => {
+                heldout.initial = Some(acc);
+                self.args
+                    .progress
+                    .finish_phase(&format!("held-out pass@1 {acc:.3}"));
+                self.save_state()?;
+                self.start_sft()?;
+            }
+            Label::AfterSft => {
+                heldout.after_sft = Some(acc);
+                self.args
+                    .progress
+                    .finish_phase(&format!("held-out pass@1 {acc:.3}"));
+                self.save_state()?;
+                // Publication 1 is the SFT result (see `Learner::publication`).
+                self.start_rl(0, 1)?;
+            }
+            Label::During(step) => {
+                heldout.during_rl.push((step, acc));
+                heldout.during_rl.sort_by_key(|(s, _)| *s);
+                self.args
+                    .progress
+                    .note(&format!("RL step {step}: held-out pass@1 {acc:.3}"));
+            }
+            Label::Final => {
+                heldout.after_rl = Some(acc);
+                self.args
+                    .progress
+                    .finish_phase(&format!("held-out pass@1 {acc:.3}"));
+                self.finish()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_step(&mut self, r: &StepReport) -> Result<(), ActorProcessingErr> {
+        self.schedule.steps_done(r.rl_step);
+        self.rl_steps = r.rl_step;
+        self.last_version = r.version;
+        let st = &mut self.args.state;
+        st.trained_tokens += r.trained_tokens;
+        st.trajectories.trained += r.trained;
+        st.trajectories.dropped_stale += r.dropped_stale;
+        st.trajectories.filtered_zero_signal += r.filtered_zero_signal;
+        let line = serde_json::json!({
+            "step": r.rl_step,
+            "version": r.version,
+            "loss": r.loss,
+            "mean_reward": r.mean_reward,
+            "trained": r.trained,
+            "trained_tokens": r.trained_tokens,
+            "dropped_stale": r.dropped_stale,
+            "filtered_zero_signal": r.filtered_zero_signal,
+            "staleness_histogram": r.staleness_histogram,
+            "wait_seconds": r.wait_seconds,
+            "train_seconds": r.train_seconds,
+            "grad_norm": r.grad_norm,
+            "clip_fraction": r.clip_fraction,
+            "approx_kl": r.approx_kl,
+            "wall_seconds": self.args.state.wall_seconds + self.started.elapsed().as_secs_f64(),
+        });
+        writeln!(self.metrics, "{line}")?;
+        self.args.progress.advance(
+            r.rl_step,
+            &format!("reward {:.3} loss {:+.4}", r.mean_reward, r.loss),
+        );
+        let total = self.args.schedule.total_steps;
+        let every = self.args.checkpoint_every;
+        if r.rl_step == total || (every > 0 && r.rl_step % every == 0) {
+            self.save_state()?;
+        }
+        if r.rl_step == total {
+            self.args.state.rl_seconds = self.rl_seconds();
+            self.rl_started = None;
+            self.args
+                .progress
+                .finish_phase(&format!("{total} steps, policy {}", r.version));
+            self.evaluate(Label::Final, r.publication);
+        } else if self.args.eval_every > 0 && r.rl_step % self.args.eval_every == 0 {
+            self.evaluate(Label::During(r.rl_step), r.publication);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), ActorProcessingErr> {
+        self.schedule.stop();
+        let st = &mut self.args.state;
+        let t = &mut st.trajectories;
+        t.in_flight = t
+            .generated
+            .saturating_sub(t.trained + t.dropped_stale + t.filtered_zero_signal);
+        let wall = st.wall_seconds + self.started.elapsed().as_secs_f64();
+        let rl = st.rl_seconds.max(1e-9);
+        let h = &st.heldout;
+        let summary = Summary {
+            heldout: HeldoutSummary {
+                initial: h.initial.unwrap_or(f32::NAN),
+                after_sft: h.after_sft.unwrap_or(f32::NAN),
+                after_rl: h.after_rl.unwrap_or(f32::NAN),
+                during_rl: h.during_rl.clone(),
+            },
+            wall_seconds: wall,
+            policy_version: self.last_version,
+            rl_steps: self.rl_steps,
+            trajectories: st.trajectories,
+            throughput: Throughput {
+                sampled_tokens_per_s: st.sampled_tokens as f64 / rl,
+                trained_tokens_per_s: st.trained_tokens as f64 / rl,
+            },
+            rl_seconds: st.rl_seconds,
+            seed: st.seed,
+            run_dir: self.args.run_dir.display().to_string(),
+        };
+        st.wall_seconds = wall;
+        write_json(&self.args.run_dir.join("run_state.json"), &*st)?;
+        write_json(&self.args.run_dir.join("summary.json"), &summary)?;
+        self.complete(Ok(summary));
+        Ok(())
+    }
+
+    fn complete(&self, outcome: Result<Summary, String>) {
+        let sender = self
+            .args
+            .done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(tx) = sender {
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
+impl Actor for Coordinator {
+    type Msg = CoordinatorMsg;
+    type State = CoordinatorState;
+    type Arguments = CoordinatorArgs;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        args: CoordinatorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let path = args.run_dir.join("metrics.jsonl");
+        let metrics = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        Ok(CoordinatorState {
+            schedule: Schedule::new(args.schedule.clone()),
+            args,
+            peers: None,
+            rounds: HashMap::new(),
+            next_round: 0,
+            metrics,
+            started: Instant::now(),
+            rl_started: None,
+            last_version: 0,
+            rl_steps: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CoordinatorMsg::Start(peers) => {
+                state.peers = Some(peers);
+                match state.args.start {
+                    StartPoint::Fresh => state.evaluate(Label::Initial, 0),
+                    StartPoint::AfterSft => state.evaluate(Label::AfterSft, 1),
+                    StartPoint::Rl { step, publication } => state.start_rl(step, publication)?,
+                }
+            }
+            CoordinatorMsg::RequestWork(_, reply) => {
+                let _ = reply.send(state.schedule.next_work());
+            }
+            CoordinatorMsg::Sampled {
+                tokens,
+                trajectories,
+            } => {
+                state.args.state.sampled_tokens += tokens;
+                state.args.state.trajectories.generated += trajectories;
+            }
+            CoordinatorMsg::EvalResult(s) => {
+                if let Purpose::Eval { round } = s.trajectory.purpose {
+                    state.on_eval(round, s.reward.total >= 1.0)?;
+                }
+            }
+            CoordinatorMsg::SftProgress { step, loss } => {
+                state
+                    .args
+                    .progress
+                    .advance(step, &format!("loss {loss:.4}"));
+            }
+            CoordinatorMsg::SftDone { publication } => {
+                state.args.progress.finish_phase("warm start done");
+                state.evaluate(Label::AfterSft, publication);
+            }
+            CoordinatorMsg::Stepped(report) => state.on_step(&report)?,
+            CoordinatorMsg::Failed(why) => state.complete(Err(why)),
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(who, err) = event {
+            let name = who
+                .get_name()
+                .unwrap_or_else(|| format!("{:?}", who.get_id()));
+            state.complete(Err(format!("actor {name} failed: {err}")));
+        }
+        Ok(())
+    }
+}
+
+/// Asks the buffer for its counts (used by the final summary and tests).
+pub async fn buffer_counts(
+    buffer: &ActorRef<BufferMsg>,
+) -> Result<troupe_buffer::Counts, ActorProcessingErr> {
+    Ok(call!(buffer, BufferMsg::Counts)?)
+}

@@ -1,0 +1,45 @@
+//! EnvHost: owns environment instances; `reset` and `step` over messages.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use troupe_env::EnvHostCore;
+
+use crate::messages::EnvHostMsg;
+
+/// The env host actor.
+#[derive(Debug)]
+pub struct EnvHost;
+
+impl Actor for EnvHost {
+    type Msg = EnvHostMsg;
+    type State = EnvHostCore;
+    type Arguments = usize;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        capacity: usize,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(EnvHostCore::new(capacity))
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        core: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            EnvHostMsg::Reset(episode, task, reply) => {
+                let _ = reply.send(core.reset(episode, &task).map_err(|e| e.to_string()));
+            }
+            EnvHostMsg::Step(episode, action, reply) => {
+                let out = core
+                    .step(episode, &action)
+                    .map(|s| (s.observation, s.done))
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(out);
+            }
+        }
+        Ok(())
+    }
+}

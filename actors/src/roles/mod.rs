@@ -1,0 +1,13 @@
+//! One thin actor per role: decode a message, call the role's core, send the results.
+
+pub mod buffer;
+pub mod coordinator;
+pub mod envhost;
+pub mod judge;
+pub mod learner;
+pub mod sampler;
+
+/// Picks one of `n` peers for `key` (stable, so an episode always meets the same env host).
+pub(crate) fn pick<T>(peers: &[T], key: u64) -> &T {
+    &peers[(crate::schedule::mix(0, key) % peers.len() as u64) as usize]
+}

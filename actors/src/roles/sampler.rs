@@ -1,0 +1,213 @@
+//! Sampler: a policy replica. Pulls work from the coordinator, runs episodes against
+//! env hosts (one message round per turn, so multi-turn environments fit), generates
+//! all episodes of a work unit as one batch, and sends finished trajectories to judges.
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, call};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use troupe_core::{PolicyVersion, Purpose, TaskSpec};
+use troupe_model::{ModelConfig, Transformer};
+use troupe_sampler::{SamplingParams, episode::Episode, generate};
+
+use crate::messages::{CoordinatorMsg, EnvHostMsg, JudgeMsg, SamplerMsg, Work};
+use crate::roles::pick;
+use crate::schedule::{EVAL_ID_BIT, mix};
+use crate::weights::WeightStore;
+
+/// Most policy turns per episode.
+const MAX_TURNS: usize = 8;
+
+/// The sampler actor.
+#[derive(Debug)]
+pub struct Sampler;
+
+/// What a sampler needs.
+#[derive(Debug, Clone)]
+pub struct SamplerArgs {
+    /// Index among samplers.
+    pub index: u32,
+    /// Run seed (sampling randomness derives from it and the episode id).
+    pub seed: u64,
+    /// Model shape.
+    pub model: ModelConfig,
+    /// Training sampling parameters (evaluation is greedy with the same token budget).
+    pub params: SamplingParams,
+    /// Work source.
+    pub coordinator: ActorRef<CoordinatorMsg>,
+    /// Environment hosts.
+    pub env_hosts: Vec<ActorRef<EnvHostMsg>>,
+    /// Judges.
+    pub judges: Vec<ActorRef<JudgeMsg>>,
+    /// Published weights.
+    pub weights: WeightStore,
+}
+
+/// A sampler's state: its arguments and the replica it holds.
+#[derive(Debug)]
+pub struct SamplerState {
+    args: SamplerArgs,
+    replica: Option<(u64, PolicyVersion, Transformer)>,
+}
+
+struct Job {
+    id: u64,
+    task: TaskSpec,
+    purpose: Purpose,
+}
+
+impl SamplerState {
+    /// Makes the replica hold publication `index`, waiting briefly if it is not out yet.
+    async fn load(&mut self, index: u64) -> Result<PolicyVersion, ActorProcessingErr> {
+        if let Some((held, version, _)) = &self.replica
+            && *held == index
+        {
+            return Ok(*version);
+        }
+        for _ in 0..6000 {
+            if let Some(p) = self.args.weights.get(index) {
+                let model = Transformer::new(&self.args.model, &p.weights.to_map())?;
+                self.replica = Some((index, p.version, model));
+                return Ok(p.version);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Err(format!("weights publication {index} never appeared").into())
+    }
+
+    /// Runs `jobs` to completion as one batch and hands the trajectories to judges.
+    /// Returns the policy tokens generated.
+    async fn run(&mut self, jobs: Vec<Job>, greedy: bool) -> Result<u64, ActorProcessingErr> {
+        let a = &self.args;
+        let mut episodes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let host = pick(&a.env_hosts, job.id);
+            let first = call!(host, EnvHostMsg::Reset, job.id, Box::new(job.task.clone()))?
+                .map_err(|e| format!("env host refused episode {}: {e}", job.id))?;
+            episodes.push((Episode::start(job.id, job.task, job.purpose, &first), false));
+        }
+        let params = if greedy {
+            SamplingParams::greedy(a.params.max_new_tokens)
+        } else {
+            a.params
+        };
+        let mut rngs: Vec<ChaCha8Rng> = episodes
+            .iter()
+            .map(|(e, _)| ChaCha8Rng::seed_from_u64(mix(a.seed, e.id())))
+            .collect();
+        let Some((_, version, model)) = &self.replica else {
+            return Err("sampler has no weights".into());
+        };
+        let mut tokens = 0u64;
+        for _ in 0..MAX_TURNS {
+            let live: Vec<usize> = (0..episodes.len()).filter(|&i| !episodes[i].1).collect();
+            if live.is_empty() {
+                break;
+            }
+            let prompts: Vec<Vec<u32>> = live
+                .iter()
+                .map(|&i| episodes[i].0.context().to_vec())
+                .collect();
+            let mut live_rngs: Vec<ChaCha8Rng> = live.iter().map(|&i| rngs[i].clone()).collect();
+            let gens =
+                tokio::task::block_in_place(|| generate(model, &prompts, &params, &mut live_rngs))?;
+            for ((&i, g), r) in live.iter().zip(gens).zip(live_rngs) {
+                rngs[i] = r;
+                tokens += g.tokens.len() as u64;
+                let (episode, done) = &mut episodes[i];
+                let action = episode.push_generation(&g, *version);
+                let host = pick(&a.env_hosts, episode.id());
+                let (observation, finished) = call!(host, EnvHostMsg::Step, episode.id(), action)?
+                    .map_err(|e| {
+                        format!("env host step failed for episode {}: {e}", episode.id())
+                    })?;
+                match observation {
+                    Some(obs) if !finished => episode.push_observation(&obs),
+                    _ => *done = true,
+                }
+            }
+        }
+        for (episode, _) in episodes {
+            let trajectory = episode.finish();
+            pick(&a.judges, trajectory.id).cast(JudgeMsg::Score(Box::new(trajectory)))?;
+        }
+        Ok(tokens)
+    }
+}
+
+impl Actor for Sampler {
+    type Msg = SamplerMsg;
+    type State = SamplerState;
+    type Arguments = SamplerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SamplerArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.cast(SamplerMsg::Pull)?;
+        Ok(SamplerState {
+            args,
+            replica: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let work = call!(
+            state.args.coordinator,
+            CoordinatorMsg::RequestWork,
+            state.args.index
+        )?;
+        match work {
+            Work::Train(unit) => {
+                state.load(unit.publication).await?;
+                let jobs: Vec<Job> = unit
+                    .groups
+                    .iter()
+                    .flat_map(|(g, task)| {
+                        (0..unit.group_size).map(move |k| Job {
+                            id: task.id * 256 + u64::from(k),
+                            task: task.clone(),
+                            purpose: Purpose::Train {
+                                batch: unit.batch,
+                                group: *g,
+                            },
+                        })
+                    })
+                    .collect();
+                let trajectories = jobs.len() as u64;
+                let tokens = state.run(jobs, false).await?;
+                state.args.coordinator.cast(CoordinatorMsg::Sampled {
+                    tokens,
+                    trajectories,
+                })?;
+                myself.cast(SamplerMsg::Pull)?;
+            }
+            Work::Eval(unit) => {
+                state.load(unit.publication).await?;
+                let jobs = unit
+                    .tasks
+                    .into_iter()
+                    .map(|task| Job {
+                        id: EVAL_ID_BIT | (u64::from(unit.round) << 32) | task.id,
+                        task,
+                        purpose: Purpose::Eval { round: unit.round },
+                    })
+                    .collect();
+                state.run(jobs, true).await?;
+                myself.cast(SamplerMsg::Pull)?;
+            }
+            Work::Wait => {
+                myself.send_after(Duration::from_millis(3), || SamplerMsg::Pull);
+            }
+            Work::Stop => {}
+        }
+        Ok(())
+    }
+}

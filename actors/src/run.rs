@@ -1,0 +1,369 @@
+//! The embedded run: every role in one process, driven to a summary.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ractor::{Actor, ActorRef};
+use tokio::sync::oneshot;
+use troupe_buffer::BufferConfig;
+use troupe_env::{Role, TaskSource};
+use troupe_learner::{LearnerConfig, SftExample, adamw::AdamWConfig, checkpoint, grpo::Clip};
+use troupe_model::tokenizer::{ChatTokenizer, TurnRole};
+use troupe_sampler::SamplingParams;
+
+use crate::config::ClusterConfig;
+use crate::messages::{CoordinatorMsg, EnvHostMsg, JudgeMsg};
+use crate::progress::Progress;
+use crate::roles::{
+    buffer::Buffer,
+    coordinator::{Coordinator, CoordinatorArgs, Peers, StartPoint},
+    envhost::EnvHost,
+    judge::{Judge, JudgeArgs},
+    learner::{LearnerActor, LearnerArgs},
+    sampler::{Sampler, SamplerArgs},
+};
+use crate::schedule::{ScheduleConfig, mix};
+use crate::summary::{RunState, Summary, read_json, write_json};
+use crate::{ActorError, weights::WeightStore};
+
+/// What `troupe run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The configuration's text and where it came from.
+    pub config: (String, PathBuf),
+    /// Overrides `run.seed`.
+    pub seed: Option<u64>,
+    /// The run directory to create (default: a new one under `run.runs_dir`).
+    pub out: Option<PathBuf>,
+    /// Continue the run in this directory from its latest checkpoint.
+    pub resume: Option<PathBuf>,
+    /// Seed trajectories to warm-start on instead of the built-in expert's.
+    pub seed_trajectories: Option<PathBuf>,
+}
+
+const CONFIG_COPY: &str = "cluster.toml";
+const SEEDS_COPY: &str = "seed_trajectories.jsonl";
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ActorError + '_ {
+    move |source| ActorError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates a fresh run directory, refusing one that already holds a run.
+fn create_run_dir(
+    cfg: &ClusterConfig,
+    seed: u64,
+    out: Option<PathBuf>,
+) -> Result<PathBuf, ActorError> {
+    let dir = out.unwrap_or_else(|| {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        cfg.run.runs_dir.join(format!("run-{stamp}-seed{seed}"))
+    });
+    if dir.join("run_state.json").exists() || dir.join("checkpoints").exists() {
+        return Err(ActorError::RunDir {
+            path: dir,
+            reason: "already holds a run; continue it with --resume, or pick another --out".into(),
+        });
+    }
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    Ok(dir)
+}
+
+/// Reads seed trajectories, reporting every rejected line, and turns them into SFT
+/// examples. Conversations on held-out problems are dropped so training never sees them.
+pub fn load_seed_examples(
+    path: &Path,
+    cfg: &ClusterConfig,
+    progress: &dyn Progress,
+) -> Result<Vec<SftExample>, ActorError> {
+    let mut set =
+        troupe_env::read_seed_trajectories(path).map_err(|e| ActorError::Seeds(e.to_string()))?;
+    for rejected in &set.rejected {
+        progress.note(&format!("rejected seed trajectory {rejected}"));
+    }
+    let dropped = troupe_env::drop_heldout(&mut set, cfg.task.heldout_per_mille);
+    if dropped > 0 {
+        progress.note(&format!(
+            "{dropped} seed trajectories pose held-out problems and were left out"
+        ));
+    }
+    let tok = ChatTokenizer::new();
+    let mut examples = Vec::with_capacity(set.conversations.len());
+    for (i, conv) in set.conversations.iter().enumerate() {
+        let turns: Vec<(TurnRole, &str)> = conv
+            .messages
+            .iter()
+            .map(|m| {
+                let role = match m.role {
+                    Role::System => TurnRole::System,
+                    Role::User => TurnRole::User,
+                    Role::Assistant => TurnRole::Assistant,
+                    Role::Tool => TurnRole::Tool,
+                };
+                (role, m.content.as_str())
+            })
+            .collect();
+        let (tokens, mask) = tok.encode_conversation(&turns);
+        if tokens.len() > cfg.model.max_seq {
+            progress.note(&format!(
+                "{}: conversation {} is {} tokens, longer than model.max_seq = {}; left out",
+                path.display(),
+                i + 1,
+                tokens.len(),
+                cfg.model.max_seq
+            ));
+            continue;
+        }
+        examples.push(SftExample { tokens, mask });
+    }
+    if examples.is_empty() {
+        return Err(ActorError::Seeds(format!(
+            "{}: no usable seed trajectories",
+            path.display()
+        )));
+    }
+    progress.note(&format!(
+        "{} seed trajectories from {} ({} lines rejected)",
+        examples.len(),
+        path.display(),
+        set.rejected.len()
+    ));
+    Ok(examples)
+}
+
+fn spawn_err(role: &'static str) -> impl FnOnce(ractor::SpawnErr) -> ActorError {
+    move |e| ActorError::Spawn {
+        role,
+        reason: e.to_string(),
+    }
+}
+
+/// Runs the whole job in this process: every role of every node in `cluster.toml` as
+/// local actors. Returns the summary also written to `RUN_DIR/summary.json`.
+pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summary, ActorError> {
+    let (cfg, run_dir, state, start, resume_ckpt) = match &opts.resume {
+        Some(dir) => {
+            let cfg = ClusterConfig::load(&dir.join(CONFIG_COPY))?;
+            let state: RunState = read_json(&dir.join("run_state.json"))?;
+            let ckpt = checkpoint::latest(dir).map_err(|e| ActorError::Failed(e.to_string()))?;
+            let start = match &ckpt {
+                None => StartPoint::Fresh,
+                Some(c) => {
+                    let ls: checkpoint::LearnerState =
+                        checkpoint::read_json(&c.join("learner.json"))
+                            .map_err(|e| ActorError::Failed(e.to_string()))?;
+                    match (ls.sft_done, state.heldout.after_sft.is_some()) {
+                        (false, _) => StartPoint::Fresh,
+                        (true, false) => StartPoint::AfterSft,
+                        (true, true) => StartPoint::Rl {
+                            step: ls.rl_steps,
+                            publication: 1 + ls.rl_steps,
+                        },
+                    }
+                }
+            };
+            let ckpt = if start == StartPoint::Fresh {
+                None
+            } else {
+                ckpt
+            };
+            (cfg, dir.clone(), state, start, ckpt)
+        }
+        None => {
+            let (text, path) = &opts.config;
+            let cfg = ClusterConfig::parse(text, path)?;
+            let seed = opts.seed.unwrap_or(cfg.run.seed);
+            let dir = create_run_dir(&cfg, seed, opts.out.clone())?;
+            let copy = dir.join(CONFIG_COPY);
+            let mut text = text.clone();
+            text.push_str(&format!(
+                "\n# troupe run: seed used for this run\n# [run] seed = {seed}\n"
+            ));
+            std::fs::write(&copy, &text).map_err(io(&copy))?;
+            let state = RunState {
+                seed,
+                ..RunState::default()
+            };
+            write_json(&dir.join("run_state.json"), &state)?;
+            (cfg, dir, state, StartPoint::Fresh, None)
+        }
+    };
+    let seed = state.seed;
+    progress.note(&format!("run directory {}", run_dir.display()));
+
+    // Seed trajectories: a user's file or the built-in expert's, kept in the run dir.
+    let seeds_path = run_dir.join(SEEDS_COPY);
+    if opts.resume.is_none() {
+        match &opts.seed_trajectories {
+            Some(src) => {
+                std::fs::copy(src, &seeds_path).map_err(io(src))?;
+            }
+            None => {
+                let mut source = TaskSource::new(cfg.task.task_config(), mix(seed, 0x5eed))
+                    .map_err(|e| ActorError::Seeds(e.to_string()))?;
+                troupe_env::write_seed_trajectories(
+                    &seeds_path,
+                    &mut source,
+                    cfg.sft.seed_trajectories,
+                )
+                .map_err(|e| ActorError::Seeds(e.to_string()))?;
+            }
+        }
+    }
+    let seed_examples = if start == StartPoint::Fresh {
+        load_seed_examples(&seeds_path, &cfg, progress.as_ref())?
+    } else {
+        Vec::new()
+    };
+    let source = TaskSource::new(cfg.task.task_config(), seed)
+        .map_err(|e| ActorError::Seeds(e.to_string()))?;
+    let heldout = source.heldout(cfg.task.heldout_size);
+
+    let roles = cfg.total_roles();
+    let rl = &cfg.rl;
+    let (done_tx, done_rx) = oneshot::channel();
+    let coordinator_args = CoordinatorArgs {
+        schedule: ScheduleConfig {
+            task: cfg.task.task_config(),
+            seed,
+            group_size: rl.group_size,
+            groups_per_batch: rl.groups_per_batch,
+            groups_per_unit: rl.groups_per_sampler,
+            async_lag: rl.async_lag,
+            total_steps: rl.steps,
+            eval_chunk: 100,
+        },
+        run_dir: run_dir.clone(),
+        heldout,
+        seed_examples,
+        sft_steps: cfg.sft.steps,
+        eval_every: rl.eval_every,
+        checkpoint_every: rl.checkpoint_every,
+        state,
+        start,
+        progress: progress.clone(),
+        done: Arc::new(Mutex::new(Some(done_tx))),
+    };
+    let (coordinator, coordinator_handle) =
+        Actor::spawn(Some("coordinator".into()), Coordinator, coordinator_args)
+            .await
+            .map_err(spawn_err("coordinator"))?;
+    let supervisor = coordinator.get_cell();
+
+    let buffer_cfg = BufferConfig {
+        group_size: rl.group_size,
+        groups_per_batch: rl.groups_per_batch,
+        max_staleness: rl.max_staleness,
+        capacity_groups: (rl.groups_per_batch as usize) * (rl.async_lag as usize + 3),
+    };
+    let (buffer, _) = Actor::spawn_linked(
+        Some("buffer".into()),
+        Buffer,
+        buffer_cfg,
+        supervisor.clone(),
+    )
+    .await
+    .map_err(spawn_err("replay buffer"))?;
+    let mut env_hosts: Vec<ActorRef<EnvHostMsg>> = Vec::new();
+    for i in 0..roles.env_hosts {
+        let (a, _) = Actor::spawn_linked(
+            Some(format!("env_host-{i}")),
+            EnvHost,
+            cfg.task.env_capacity,
+            supervisor.clone(),
+        )
+        .await
+        .map_err(spawn_err("env host"))?;
+        env_hosts.push(a);
+    }
+    let mut judges: Vec<ActorRef<JudgeMsg>> = Vec::new();
+    for i in 0..roles.judges {
+        let args = JudgeArgs {
+            buffer: buffer.clone(),
+            coordinator: coordinator.clone(),
+        };
+        let (a, _) =
+            Actor::spawn_linked(Some(format!("judge-{i}")), Judge, args, supervisor.clone())
+                .await
+                .map_err(spawn_err("judge"))?;
+        judges.push(a);
+    }
+    let weights = WeightStore::new(rl.async_lag as usize + 3);
+    let learner_args = LearnerArgs {
+        model: cfg.model.clone(),
+        learner: LearnerConfig {
+            sft_lr: cfg.sft.lr,
+            rl_lr: rl.lr,
+            clip: Clip {
+                low: rl.clip_low,
+                high: rl.clip_high,
+            },
+            adamw: AdamWConfig {
+                beta1: cfg.optim.beta1,
+                beta2: cfg.optim.beta2,
+                eps: 1e-8,
+                weight_decay: cfg.optim.weight_decay,
+                max_grad_norm: cfg.optim.max_grad_norm,
+            },
+        },
+        seed,
+        run_dir: run_dir.clone(),
+        resume: resume_ckpt,
+        sft_steps: cfg.sft.steps,
+        sft_batch: cfg.sft.batch_size,
+        checkpoint_every: rl.checkpoint_every,
+        staleness_buckets: rl.max_staleness as usize + 2,
+        weights: weights.clone(),
+        coordinator: coordinator.clone(),
+        buffer: buffer.clone(),
+    };
+    let (learner, _) = Actor::spawn_linked(
+        Some("learner".into()),
+        LearnerActor,
+        learner_args,
+        supervisor.clone(),
+    )
+    .await
+    .map_err(spawn_err("learner"))?;
+    let params = SamplingParams {
+        temperature: rl.temperature,
+        top_p: rl.top_p,
+        max_new_tokens: rl.max_new_tokens,
+    };
+    for i in 0..roles.samplers {
+        let args = SamplerArgs {
+            index: i,
+            seed,
+            model: cfg.model.clone(),
+            params,
+            coordinator: coordinator.clone(),
+            env_hosts: env_hosts.clone(),
+            judges: judges.clone(),
+            weights: weights.clone(),
+        };
+        Actor::spawn_linked(
+            Some(format!("sampler-{i}")),
+            Sampler,
+            args,
+            supervisor.clone(),
+        )
+        .await
+        .map_err(spawn_err("sampler"))?;
+    }
+    coordinator
+        .cast(CoordinatorMsg::Start(Peers { learner, buffer }))
+        .map_err(|e| ActorError::Failed(e.to_string()))?;
+
+    let outcome = done_rx
+        .await
+        .map_err(|_| ActorError::Failed("the coordinator stopped without a result".into()));
+    supervisor.stop_children(None);
+    coordinator.stop(None);
+    let _ = coordinator_handle.await;
+    outcome?.map_err(ActorError::Failed)
+}

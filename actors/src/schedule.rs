@@ -1,0 +1,245 @@
+//! The coordinator's work scheduler: which tasks go to which sampler with which
+//! weights. Pure and deterministic: batch `b`'s tasks and the publication it is
+//! generated with depend only on the seed, `b` and the config, never on timing,
+//! so a run with the same seed is reproducible.
+
+use std::collections::VecDeque;
+
+use troupe_core::TaskSpec;
+use troupe_env::{TaskConfig, TaskSource};
+
+use crate::messages::{EvalUnit, TrainUnit, Work};
+
+/// First id of RL task ids: `RL_TASK_BASE + batch * 65536 + group`.
+pub const RL_TASK_BASE: u64 = 1 << 40;
+/// Eval trajectory ids have this bit set.
+pub const EVAL_ID_BIT: u64 = 1 << 62;
+
+/// Mixes a seed and a counter into a new seed (splitmix64).
+pub fn mix(seed: u64, n: u64) -> u64 {
+    let mut z = seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The tasks of RL batch `batch` (deterministic in `seed` and `batch`).
+pub fn batch_tasks(task: &TaskConfig, seed: u64, batch: u64, groups: u32) -> Vec<TaskSpec> {
+    // The config was validated at start-up, so construction cannot fail here.
+    let mut source =
+        TaskSource::new(task.clone(), mix(seed, batch)).expect("validated task config");
+    (0..groups)
+        .map(|g| {
+            let mut t = source.next_train();
+            t.id = RL_TASK_BASE + batch * 65536 + u64::from(g);
+            t
+        })
+        .collect()
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// Task generator.
+    pub task: TaskConfig,
+    /// Run seed.
+    pub seed: u64,
+    /// Samples per task.
+    pub group_size: u32,
+    /// Tasks per RL batch.
+    pub groups_per_batch: u32,
+    /// Tasks per sampler work unit.
+    pub groups_per_unit: u32,
+    /// Learner steps samplers may run ahead.
+    pub async_lag: u64,
+    /// Total RL steps.
+    pub total_steps: u64,
+    /// Held-out tasks per evaluation work unit.
+    pub eval_chunk: usize,
+}
+
+/// Hands out work in a fixed order: evaluation first, then RL batches as far as the
+/// lag allows.
+#[derive(Debug)]
+pub struct Schedule {
+    cfg: ScheduleConfig,
+    evals: VecDeque<EvalUnit>,
+    rl_open: bool,
+    stopped: bool,
+    next_batch: u64,
+    next_group: u32,
+    current: Vec<TaskSpec>,
+    steps_done: u64,
+    /// Publication of the weights after `steps_done == first_step`.
+    first_publication: u64,
+    first_step: u64,
+}
+
+impl Schedule {
+    /// A scheduler with nothing to hand out yet.
+    pub fn new(cfg: ScheduleConfig) -> Self {
+        Self {
+            cfg,
+            evals: VecDeque::new(),
+            rl_open: false,
+            stopped: false,
+            next_batch: 0,
+            next_group: 0,
+            current: Vec::new(),
+            steps_done: 0,
+            first_publication: 0,
+            first_step: 0,
+        }
+    }
+
+    /// Queues a greedy evaluation of `tasks` with `publication`.
+    pub fn queue_eval(&mut self, round: u32, publication: u64, tasks: &[TaskSpec]) {
+        for chunk in tasks.chunks(self.cfg.eval_chunk.max(1)) {
+            self.evals.push_back(EvalUnit {
+                round,
+                tasks: chunk.to_vec(),
+                publication,
+            });
+        }
+    }
+
+    /// Opens RL at learner step `step`, whose current weights are `publication`.
+    pub fn open_rl(&mut self, step: u64, publication: u64) {
+        self.rl_open = true;
+        self.next_batch = step;
+        self.next_group = 0;
+        self.current.clear();
+        self.steps_done = step;
+        self.first_step = step;
+        self.first_publication = publication;
+    }
+
+    /// Records that the learner finished `steps` RL steps.
+    pub fn steps_done(&mut self, steps: u64) {
+        self.steps_done = self.steps_done.max(steps);
+    }
+
+    /// No more work: samplers are told to stop.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// The publication batch `b` is generated with: the weights after learner step
+    /// `b - async_lag` (never older than those RL started from).
+    pub fn publication_for(&self, batch: u64) -> u64 {
+        let step = batch
+            .saturating_sub(self.cfg.async_lag)
+            .max(self.first_step);
+        self.first_publication + (step - self.first_step)
+    }
+
+    /// The next piece of work for a sampler.
+    pub fn next_work(&mut self) -> Work {
+        if self.stopped {
+            return Work::Stop;
+        }
+        if let Some(e) = self.evals.pop_front() {
+            return Work::Eval(e);
+        }
+        let b = self.next_batch;
+        if !self.rl_open || b >= self.cfg.total_steps || self.steps_done + self.cfg.async_lag < b {
+            return Work::Wait;
+        }
+        if self.current.is_empty() {
+            self.current = batch_tasks(&self.cfg.task, self.cfg.seed, b, self.cfg.groups_per_batch);
+        }
+        let start = self.next_group;
+        let end = (start + self.cfg.groups_per_unit).min(self.cfg.groups_per_batch);
+        let groups = (start..end)
+            .map(|g| (g, self.current[g as usize].clone()))
+            .collect();
+        let unit = TrainUnit {
+            batch: b,
+            groups,
+            group_size: self.cfg.group_size,
+            publication: self.publication_for(b),
+        };
+        if end == self.cfg.groups_per_batch {
+            self.next_batch += 1;
+            self.next_group = 0;
+            self.current.clear();
+        } else {
+            self.next_group = end;
+        }
+        Work::Train(unit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(lag: u64) -> ScheduleConfig {
+        ScheduleConfig {
+            task: TaskConfig::default(),
+            seed: 3,
+            group_size: 4,
+            groups_per_batch: 3,
+            groups_per_unit: 2,
+            async_lag: lag,
+            total_steps: 4,
+            eval_chunk: 2,
+        }
+    }
+
+    fn train(w: Work) -> TrainUnit {
+        match w {
+            Work::Train(u) => u,
+            other => panic!("expected train work, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn eval_first_then_batches_within_lag() {
+        let mut s = Schedule::new(cfg(1));
+        assert_eq!(s.next_work(), Work::Wait);
+        let tasks = batch_tasks(&TaskConfig::default(), 9, 0, 3);
+        s.queue_eval(0, 0, &tasks);
+        assert!(matches!(
+            s.next_work(),
+            Work::Eval(EvalUnit { round: 0, .. })
+        ));
+        assert!(matches!(s.next_work(), Work::Eval(_)));
+        s.open_rl(0, 1);
+        // Batch 0 and 1 may be generated before any step (lag 1), both from publication 1.
+        let a = train(s.next_work());
+        assert_eq!((a.batch, a.groups.len(), a.publication), (0, 2, 1));
+        let b = train(s.next_work());
+        assert_eq!((b.batch, b.groups.len()), (0, 1));
+        let c = train(s.next_work());
+        assert_eq!((c.batch, c.publication), (1, 1));
+        train(s.next_work());
+        assert_eq!(s.next_work(), Work::Wait);
+        s.steps_done(1);
+        let d = train(s.next_work());
+        assert_eq!((d.batch, d.publication), (2, 2));
+        s.stop();
+        assert_eq!(s.next_work(), Work::Stop);
+    }
+
+    #[test]
+    fn batches_are_reproducible_and_unique() {
+        let t = TaskConfig::default();
+        assert_eq!(batch_tasks(&t, 5, 7, 16), batch_tasks(&t, 5, 7, 16));
+        assert_ne!(batch_tasks(&t, 5, 7, 16), batch_tasks(&t, 5, 8, 16));
+        let ids: std::collections::HashSet<u64> = (0..4)
+            .flat_map(|b| batch_tasks(&t, 5, b, 16))
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids.len(), 64);
+    }
+
+    #[test]
+    fn resumed_schedule_starts_at_the_learner_step() {
+        let mut s = Schedule::new(cfg(2));
+        s.open_rl(2, 7);
+        let u = train(s.next_work());
+        assert_eq!((u.batch, u.publication), (2, 7));
+        assert_eq!(s.publication_for(5), 7 + 1);
+    }
+}

@@ -1,0 +1,105 @@
+//! Configuration and the values the replay buffer hands back.
+
+use troupe_core::ScoredTrajectory;
+
+/// Rewards within this distance of each other count as equal: a group whose rewards
+/// are all equal has zero advantage everywhere and teaches the learner nothing.
+pub const ZERO_SIGNAL_EPSILON: f32 = 1e-6;
+
+/// How the replay buffer groups, bounds and filters trajectories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferConfig {
+    /// Members per GRPO group (at least 2). Memory: one group holds this many trajectories.
+    pub group_size: u32,
+    /// Groups per RL batch (at least 1); group indices run over `0..groups_per_batch`.
+    pub groups_per_batch: u32,
+    /// The largest accepted lag, in policy versions, between the oldest token of any
+    /// member and the learner's current version. Larger admits more off-policy data.
+    pub max_staleness: u64,
+    /// Groups (incomplete or complete but unserved) held at once before new groups are
+    /// refused with [`crate::BufferError::Full`]; at least `groups_per_batch`.
+    pub capacity_groups: usize,
+}
+
+/// One GRPO group: trajectories for the same prompt, sorted by trajectory id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// RL batch sequence number.
+    pub batch: u64,
+    /// Group index within the batch.
+    pub group: u32,
+    /// The members, sorted by trajectory id.
+    pub members: Vec<ScoredTrajectory>,
+}
+
+/// What the learner gets: the groups worth training on, plus what was thrown away.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The RL batch served (in free-running mode: the batch of the oldest group taken).
+    pub batch: u64,
+    /// Groups kept, in `(batch, group)` order.
+    pub groups: Vec<Group>,
+    /// Trajectories dropped because their group was too stale.
+    pub dropped_stale: u64,
+    /// Trajectories filtered because their group had no reward spread.
+    pub filtered_zero_signal: u64,
+    /// Groups dropped as stale.
+    pub dropped_stale_groups: u32,
+    /// Groups filtered for zero signal.
+    pub filtered_groups: u32,
+    /// Sum of `reward.total` over every trajectory taken (kept, stale or filtered).
+    pub reward_sum: f64,
+    /// Trajectories taken (kept, stale or filtered).
+    pub taken: u64,
+}
+
+/// The result of a successful insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Stored; its group is still incomplete.
+    Accepted,
+    /// Stored, and it completed its group.
+    GroupComplete {
+        /// RL batch.
+        batch: u64,
+        /// Group index.
+        group: u32,
+    },
+    /// The trajectory id was seen before; ignored.
+    Duplicate,
+}
+
+/// Running totals. Trajectory counts satisfy
+/// `inserted == served + dropped_stale + filtered_zero_signal + pending`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Trajectories accepted (duplicates excluded).
+    pub inserted: u64,
+    /// Inserts ignored as duplicates.
+    pub duplicates: u64,
+    /// Trajectories handed to the learner.
+    pub served: u64,
+    /// Trajectories dropped as stale.
+    pub dropped_stale: u64,
+    /// Trajectories filtered for zero signal.
+    pub filtered_zero_signal: u64,
+    /// Trajectories held now.
+    pub pending: u64,
+    /// Groups handed to the learner.
+    pub served_groups: u64,
+    /// Groups dropped as stale.
+    pub dropped_stale_groups: u64,
+    /// Groups filtered for zero signal.
+    pub filtered_groups: u64,
+    /// Groups held now (incomplete or complete).
+    pub held_groups: u64,
+    /// Complete groups held now.
+    pub complete_groups: u64,
+}
+
+impl Counts {
+    /// Whether the trajectory conservation law holds.
+    pub fn is_consistent(&self) -> bool {
+        self.inserted == self.served + self.dropped_stale + self.filtered_zero_signal + self.pending
+    }
+}

@@ -1,0 +1,126 @@
+//! Framing for payloads that cross the network: a protocol version, a length, a body,
+//! and a hard size limit checked before anything is allocated.
+
+use bincode::{Decode, Encode};
+
+use crate::CoreError;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Default limit on a frame body (64 MiB).
+pub const DEFAULT_FRAME_LIMIT: u64 = 64 << 20;
+
+const HEADER_LEN: usize = 2 + 8;
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_fixed_int_encoding()
+        .with_little_endian()
+        .with_limit::<{ DEFAULT_FRAME_LIMIT as usize }>()
+}
+
+/// Encodes `msg` as `[version u16 LE][len u64 LE][body]`.
+pub fn encode_frame<T: Encode>(msg: &T) -> Result<Vec<u8>, CoreError> {
+    let body = bincode::encode_to_vec(msg, config())?;
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes a frame written by [`encode_frame`], checking version and size limit first.
+pub fn decode_frame<T: Decode<()>>(bytes: &[u8], limit: u64) -> Result<T, CoreError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(CoreError::Truncated {
+            needed: HEADER_LEN as u64,
+            had: bytes.len() as u64,
+        });
+    }
+    let version = u16::from_le_bytes([bytes[0], bytes[1]]);
+    if version != PROTOCOL_VERSION {
+        return Err(CoreError::ProtocolVersion {
+            found: version,
+            expected: PROTOCOL_VERSION,
+        });
+    }
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&bytes[2..HEADER_LEN]);
+    let len = u64::from_le_bytes(len);
+    if len > limit {
+        return Err(CoreError::FrameTooLarge { len, limit });
+    }
+    let body = &bytes[HEADER_LEN..];
+    if (body.len() as u64) < len {
+        return Err(CoreError::Truncated {
+            needed: len,
+            had: body.len() as u64,
+        });
+    }
+    let (msg, _) = bincode::decode_from_slice(&body[..len as usize], config())?;
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PolicyVersion, Purpose, Reward, ScoredTrajectory, TaskSpec, Trajectory};
+    use proptest::prelude::*;
+
+    fn sample() -> ScoredTrajectory {
+        let task = TaskSpec {
+            id: 3,
+            prompt: "12+30".into(),
+            answer: "42".into(),
+            difficulty: 2,
+        };
+        let mut t = Trajectory::new(9, task, Purpose::Train { batch: 4, group: 1 });
+        t.push_context(&[1, 2, 3]);
+        t.push_policy(7, -0.25, PolicyVersion(5));
+        t.response = "42".into();
+        ScoredTrajectory {
+            trajectory: t,
+            reward: Reward {
+                total: 1.0,
+                breakdown: vec![("correct".into(), 1.0)],
+            },
+        }
+    }
+
+    #[test]
+    fn scored_trajectory_round_trips() {
+        let s = sample();
+        let bytes = encode_frame(&s).unwrap();
+        let back: ScoredTrajectory = decode_frame(&bytes, DEFAULT_FRAME_LIMIT).unwrap();
+        assert_eq!(s, back);
+    }
+
+    #[test]
+    fn wrong_version_and_oversize_are_rejected() {
+        let mut bytes = encode_frame(&sample()).unwrap();
+        assert!(matches!(
+            decode_frame::<ScoredTrajectory>(&bytes, 8),
+            Err(CoreError::FrameTooLarge { .. })
+        ));
+        bytes[0] = 99;
+        assert!(matches!(
+            decode_frame::<ScoredTrajectory>(&bytes, DEFAULT_FRAME_LIMIT),
+            Err(CoreError::ProtocolVersion { found: 99, .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_frame::<ScoredTrajectory>(&bytes, 1 << 16);
+        }
+
+        #[test]
+        fn truncations_are_errors(cut in 0usize..64) {
+            let bytes = encode_frame(&sample()).unwrap();
+            let cut = cut.min(bytes.len() - 1);
+            prop_assert!(decode_frame::<ScoredTrajectory>(&bytes[..cut], DEFAULT_FRAME_LIMIT).is_err());
+        }
+    }
+}

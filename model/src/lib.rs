@@ -1,0 +1,61 @@
+//! The policy model shared by samplers and the learner.
+//!
+//! - [`tokenizer`]: a byte-level tokenizer with chat-template special tokens, so any
+//!   UTF-8 conversation (seed trajectories a user brings) encodes losslessly.
+//! - [`transformer`]: a small decoder-only transformer in candle built only from
+//!   differentiable ops (own RMSNorm, plain softmax, learned positions), with a KV cache
+//!   for generation and an attention bias for left-padded batches.
+//! - [`params`]: named parameters, seeded initialisation, snapshots for weight publication.
+//! - [`logprob`]: per-token log-probs of chosen tokens, the quantity sampler and learner
+//!   must agree on.
+//!
+//! ```
+//! use troupe_model::{ModelConfig, Params, Transformer, tokenizer::ChatTokenizer};
+//! let cfg = ModelConfig { d_model: 32, n_layers: 1, n_heads: 2, d_ff: 64, max_seq: 32, ..ModelConfig::default() };
+//! let params = Params::init(&cfg, 7).unwrap();
+//! let model = Transformer::new(&cfg, &params.tensors()).unwrap();
+//! let tok = ChatTokenizer::new();
+//! let prompt = tok.generation_prompt("sort 21");
+//! let lp = model.sequence_logprobs(&prompt, &[tok.end_id()]).unwrap();
+//! assert!(lp[0] < 0.0);
+//! ```
+
+pub mod config;
+pub mod logprob;
+pub mod params;
+pub mod tokenizer;
+pub mod transformer;
+
+pub use config::ModelConfig;
+pub use params::{Params, WeightSnapshot};
+pub use transformer::{KvCache, Transformer};
+
+/// Errors from building or running the policy model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A tensor operation failed.
+    #[error("tensor op failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// A weight was missing from a snapshot or had the wrong shape.
+    #[error("weight `{name}`: {reason}")]
+    Weight {
+        /// Parameter name.
+        name: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The model configuration is unusable.
+    #[error("model config: {0}")]
+    Config(String),
+    /// A sequence exceeded the model's context length.
+    #[error("sequence of {len} tokens exceeds max_seq = {max}")]
+    TooLong {
+        /// Sequence length requested.
+        len: usize,
+        /// The model's `max_seq`.
+        max: usize,
+    },
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, ModelError>;

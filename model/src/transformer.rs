@@ -1,0 +1,215 @@
+//! A decoder-only transformer built from differentiable candle ops only.
+//!
+//! candle's fused `rms_norm`/`softmax_last_dim`/`rope` cut gradients, so this model
+//! writes RMSNorm out, uses the generic softmax and learned absolute positions.
+
+use std::collections::HashMap;
+
+use candle_core::{D, DType, Device, Tensor};
+use troupe_core::TokenId;
+
+use crate::{ModelConfig, ModelError, Result};
+
+/// Additive attention bias for positions that must not be attended to. Finite, so a
+/// fully-masked padding row stays finite instead of turning into NaN.
+pub const MASKED: f32 = -1e9;
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: Tensor,
+    wk: Tensor,
+    wv: Tensor,
+    wo: Tensor,
+    mlp_norm: Tensor,
+    w_up: Tensor,
+    w_down: Tensor,
+}
+
+/// The policy network. Built over tensors that are either trainable variables (the
+/// learner) or a frozen snapshot (a sampler); the code path is the same.
+pub struct Transformer {
+    cfg: ModelConfig,
+    tok_emb: Tensor,
+    pos_emb: Tensor,
+    layers: Vec<Layer>,
+    final_norm: Tensor,
+    lm_head: Tensor,
+}
+
+impl std::fmt::Debug for Transformer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transformer")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-layer cached keys and values, `[B, H, T_past, head_dim]`.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        match self.layers.first() {
+            Some(Some((k, _))) => k.dims()[2],
+            _ => 0,
+        }
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Ok(x.broadcast_matmul(&w.t()?)?)
+}
+
+fn rms_norm(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = x.broadcast_div(&(ms + 1e-6)?.sqrt()?)?;
+    Ok(normed.broadcast_mul(w)?)
+}
+
+impl Transformer {
+    /// Builds the model over `tensors` (names from [`crate::params::parameter_shapes`]).
+    pub fn new(cfg: &ModelConfig, tensors: &HashMap<String, Tensor>) -> Result<Self> {
+        cfg.validate()?;
+        let shapes: HashMap<String, Vec<usize>> =
+            crate::params::parameter_shapes(cfg).into_iter().collect();
+        let get = |name: &str| -> Result<Tensor> {
+            let t = tensors.get(name).ok_or_else(|| ModelError::Weight {
+                name: name.into(),
+                reason: "missing".into(),
+            })?;
+            if Some(&t.dims().to_vec()) != shapes.get(name) {
+                return Err(ModelError::Weight {
+                    name: name.into(),
+                    reason: format!("shape {:?}, expected {:?}", t.dims(), shapes.get(name)),
+                });
+            }
+            Ok(t.clone())
+        };
+        let layers = (0..cfg.n_layers)
+            .map(|l| {
+                let p = |n: &str| get(&format!("layers.{l}.{n}"));
+                Ok(Layer {
+                    attn_norm: p("attn_norm")?,
+                    wq: p("wq")?,
+                    wk: p("wk")?,
+                    wv: p("wv")?,
+                    wo: p("wo")?,
+                    mlp_norm: p("mlp_norm")?,
+                    w_up: p("w_up")?,
+                    w_down: p("w_down")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            tok_emb: get("tok_emb")?,
+            pos_emb: get("pos_emb")?,
+            layers,
+            final_norm: get("final_norm")?,
+            lm_head: get("lm_head")?,
+        })
+    }
+
+    /// The model's shape.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Logits `[B, T, V]` for token ids `[B, T]` at `positions` `[B, T]` (both u32),
+    /// with additive attention `bias` broadcastable to `[B, 1, T, T_past + T]`. With a
+    /// cache, keys and values of earlier calls are attended to and this call's appended.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let (h, hd) = (self.cfg.n_heads, self.cfg.head_dim());
+        let tok = self.tok_emb.embedding(&ids.flatten_all()?)?;
+        let pos = self.pos_emb.embedding(&positions.flatten_all()?)?;
+        let mut x = (tok + pos)?.reshape((b, t, self.cfg.d_model))?;
+        if let Some(c) = cache.as_deref_mut() {
+            c.layers.resize_with(self.layers.len(), || None);
+        }
+        let scale = 1.0 / (hd as f64).sqrt();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let hdn = rms_norm(&x, &layer.attn_norm)?;
+            let split = |w: &Tensor| -> Result<Tensor> {
+                Ok(linear(&hdn, w)?
+                    .reshape((b, t, h, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let (q, mut k, mut v) = (split(&layer.wq)?, split(&layer.wk)?, split(&layer.wv)?);
+            if let Some(c) = cache.as_deref_mut() {
+                if let Some((pk, pv)) = &c.layers[i] {
+                    k = Tensor::cat(&[pk, &k], 2)?;
+                    v = Tensor::cat(&[pv, &v], 2)?;
+                }
+                c.layers[i] = Some((k.clone(), v.clone()));
+            }
+            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(bias)?;
+            let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+            let out = attn
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((b, t, self.cfg.d_model))?;
+            x = (x + linear(&out, &layer.wo)?)?;
+            let hdn = rms_norm(&x, &layer.mlp_norm)?;
+            let up = linear(&hdn, &layer.w_up)?.silu()?;
+            x = (x + linear(&up, &layer.w_down)?)?;
+        }
+        let x = rms_norm(&x, &self.final_norm)?;
+        linear(&x, &self.lm_head)
+    }
+
+    /// Causal bias `[1, 1, T, T]` for unpadded (or right-padded) sequences.
+    pub fn causal_bias(t: usize) -> Result<Tensor> {
+        let data: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { MASKED }))
+            .collect();
+        Ok(Tensor::from_vec(data, (1, 1, t, t), &Device::Cpu)?)
+    }
+
+    /// Log-probs of `completion` following `prompt`, one per completion token, by a
+    /// single unbatched forward pass (a reference path for tests and evaluation).
+    pub fn sequence_logprobs(
+        &self,
+        prompt: &[TokenId],
+        completion: &[TokenId],
+    ) -> Result<Vec<f32>> {
+        let all: Vec<u32> = prompt.iter().chain(completion).copied().collect();
+        let n = all.len();
+        if n > self.cfg.max_seq {
+            return Err(ModelError::TooLong {
+                len: n,
+                max: self.cfg.max_seq,
+            });
+        }
+        let ids = Tensor::from_vec(all.clone(), (1, n), &Device::Cpu)?;
+        let pos = Tensor::arange(0u32, n as u32, &Device::Cpu)?.reshape((1, n))?;
+        let logits = self.forward(&ids, &pos, &Self::causal_bias(n)?, None)?;
+        let lp =
+            candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?.squeeze(0)?;
+        let rows: Vec<Vec<f32>> = lp.to_vec2()?;
+        Ok((prompt.len()..n)
+            .map(|i| rows[i - 1][all[i] as usize])
+            .collect())
+    }
+}
