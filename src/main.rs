@@ -39,7 +39,7 @@ enum Command {
         /// Chat-format JSONL to warm-start on instead of the built-in expert's trajectories.
         #[arg(long, value_name = "FILE")]
         seed_trajectories: Option<PathBuf>,
-        /// Print the summary as JSON only (no progress bars).
+        /// Print the summary as JSON on stdout instead of the table.
         #[arg(long)]
         json: bool,
     },
@@ -119,11 +119,7 @@ fn main() -> anyhow::Result<()> {
                 resume,
                 seed_trajectories,
             };
-            let progress: Arc<dyn troupe_actors::Progress> = if json {
-                Arc::new(troupe_actors::Silent)
-            } else {
-                Arc::new(progress::Bars::new())
-            };
+            let progress: Arc<dyn troupe_actors::Progress> = Arc::new(progress::Bars::new());
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(4)
                 .enable_all()

@@ -58,9 +58,10 @@ impl troupe_actors::Progress for Bars {
     }
 
     fn note(&self, line: &str) {
+        // `suspend` prints even when the bar is hidden (output not a terminal).
         let guard = self.bar.lock().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
-            Some(b) => b.println(format!("  {line}")),
+            Some(b) => b.suspend(|| eprintln!("  {line}")),
             None => eprintln!("  {line}"),
         }
     }

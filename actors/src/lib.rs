@@ -1,12 +1,12 @@
 //! The actor system: one thin ractor actor per role, the coordinator's scheduler, the
 //! configuration and the embedded run.
 //!
-//! - [`config`]: `cluster.toml`.
-//! - [`messages`]: what roles say to each other (payloads are wire-ready).
-//! - [`schedule`]: the coordinator's pure, deterministic work scheduler.
-//! - [`weights`]: the bulk weight channel (in-process store; QUIC streams later).
-//! - [`roles`]: Coordinator, Sampler, EnvHost, Judge, ReplayBuffer, Learner.
-//! - [`run`]: spawns every role in one process and drives a run to its summary.
+//! - [`config`] — `cluster.toml`.
+//! - [`messages`] — what roles say to each other (payloads are wire-ready).
+//! - [`schedule`] — the coordinator's pure, deterministic work scheduler.
+//! - [`weights`] — the bulk weight channel (in-process store; QUIC streams later).
+//! - [`roles`] — Coordinator, Sampler, EnvHost, Judge, ReplayBuffer, Learner.
+//! - [`run`] — spawns every role in one process and drives a run to its summary.
 //!
 //! ```
 //! use troupe_actors::config::{ClusterConfig, EMBEDDED_DEFAULT};

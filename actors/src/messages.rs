@@ -166,3 +166,61 @@ pub enum LearnerMsg {
     /// Save a checkpoint now; reply with its directory when written.
     Checkpoint(RpcReplyPort<Result<std::path::PathBuf, String>>),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use troupe_core::wire::{DEFAULT_FRAME_LIMIT, decode_frame, encode_frame};
+
+    fn round_trip<T: Encode + Decode<()> + PartialEq + std::fmt::Debug>(value: T) {
+        let bytes = encode_frame(&value).unwrap();
+        assert_eq!(
+            decode_frame::<T>(&bytes, DEFAULT_FRAME_LIMIT).unwrap(),
+            value
+        );
+    }
+
+    #[test]
+    fn payloads_cross_the_wire_unchanged() {
+        let task = TaskSpec {
+            id: 1 << 40,
+            prompt: "sort 321".into(),
+            answer: "123".into(),
+            difficulty: 3,
+        };
+        round_trip(Work::Train(TrainUnit {
+            batch: 3,
+            groups: vec![(0, task.clone())],
+            group_size: 8,
+            publication: 2,
+        }));
+        round_trip(Work::Eval(EvalUnit {
+            round: 1,
+            tasks: vec![task],
+            publication: 1,
+        }));
+        round_trip(Work::Wait);
+        round_trip(StepReport {
+            rl_step: 1,
+            version: 201,
+            publication: 2,
+            loss: 0.5,
+            mean_reward: 0.25,
+            trained: 8,
+            trained_tokens: 40,
+            dropped_stale: 0,
+            filtered_zero_signal: 8,
+            staleness_histogram: vec![0, 8, 0],
+            wait_seconds: 0.1,
+            train_seconds: 0.2,
+            grad_norm: 1.5,
+            clip_fraction: 0.0,
+            approx_kl: 0.001,
+        });
+        round_trip(troupe_learner::SftExample {
+            tokens: vec![257, 258, 49],
+            mask: vec![0, 0, 1],
+        });
+        round_trip(troupe_buffer::Counts::default());
+    }
+}

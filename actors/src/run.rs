@@ -136,6 +136,27 @@ pub fn load_seed_examples(
     Ok(examples)
 }
 
+/// Keeps only the metrics lines of steps up to `step` (those the checkpoint covers),
+/// so a resumed run's `metrics.jsonl` has one line per step.
+fn truncate_metrics(path: &Path, step: u64) -> Result<(), ActorError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(path, kept).map_err(io(path))
+}
+
 fn spawn_err(role: &'static str) -> impl FnOnce(ractor::SpawnErr) -> ActorError {
     move |e| ActorError::Spawn {
         role,
@@ -172,6 +193,9 @@ pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summar
             } else {
                 ckpt
             };
+            if let StartPoint::Rl { step, .. } = start {
+                truncate_metrics(&dir.join("metrics.jsonl"), step)?;
+            }
             (cfg, dir.clone(), state, start, ckpt)
         }
         None => {
@@ -180,11 +204,7 @@ pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summar
             let seed = opts.seed.unwrap_or(cfg.run.seed);
             let dir = create_run_dir(&cfg, seed, opts.out.clone())?;
             let copy = dir.join(CONFIG_COPY);
-            let mut text = text.clone();
-            text.push_str(&format!(
-                "\n# troupe run: seed used for this run\n# [run] seed = {seed}\n"
-            ));
-            std::fs::write(&copy, &text).map_err(io(&copy))?;
+            std::fs::write(&copy, text).map_err(io(&copy))?;
             let state = RunState {
                 seed,
                 ..RunState::default()
@@ -196,18 +216,23 @@ pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summar
     let seed = state.seed;
     progress.note(&format!("run directory {}", run_dir.display()));
 
-    // Seed trajectories: a user's file or the built-in expert's, kept in the run dir.
-    let seeds_path = run_dir.join(SEEDS_COPY);
+    // Seed trajectories: a user's file or the built-in expert's, copied into the run
+    // dir for --resume. Problems in a user's file are reported against that file.
+    let copy_path = run_dir.join(SEEDS_COPY);
+    let seeds_path = match (&opts.resume, &opts.seed_trajectories) {
+        (None, Some(src)) => src.clone(),
+        _ => copy_path.clone(),
+    };
     if opts.resume.is_none() {
         match &opts.seed_trajectories {
             Some(src) => {
-                std::fs::copy(src, &seeds_path).map_err(io(src))?;
+                std::fs::copy(src, &copy_path).map_err(io(src))?;
             }
             None => {
                 let mut source = TaskSource::new(cfg.task.task_config(), mix(seed, 0x5eed))
                     .map_err(|e| ActorError::Seeds(e.to_string()))?;
                 troupe_env::write_seed_trajectories(
-                    &seeds_path,
+                    &copy_path,
                     &mut source,
                     cfg.sft.seed_trajectories,
                 )

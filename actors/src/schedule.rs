@@ -235,6 +235,19 @@ mod tests {
     }
 
     #[test]
+    fn rl_batches_never_pose_heldout_problems() {
+        let t = TaskConfig::default();
+        for b in 0..200 {
+            for task in batch_tasks(&t, 11, b, 32) {
+                assert_eq!(
+                    troupe_env::split_of(&task.prompt, t.heldout_per_mille),
+                    troupe_env::Split::Train
+                );
+            }
+        }
+    }
+
+    #[test]
     fn resumed_schedule_starts_at_the_learner_step() {
         let mut s = Schedule::new(cfg(2));
         s.open_rl(2, 7);

@@ -15,8 +15,17 @@ pub struct Heldout {
     pub after_sft: Option<f32>,
     /// After RL.
     pub after_rl: Option<f32>,
-    /// `(rl_step, accuracy)` measured during RL.
-    pub during_rl: Vec<(u64, f32)>,
+    /// Measured during RL.
+    pub during_rl: Vec<EvalPoint>,
+}
+
+/// One held-out evaluation during RL.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct EvalPoint {
+    /// RL steps done when the evaluated weights were published.
+    pub step: u64,
+    /// Greedy pass@1.
+    pub pass_at_1: f32,
 }
 
 /// Trajectory accounting: `generated = trained + dropped_stale + filtered_zero_signal + in_flight`.
@@ -94,8 +103,8 @@ pub struct HeldoutSummary {
     pub after_sft: f32,
     /// After RL.
     pub after_rl: f32,
-    /// During RL: `(rl_step, accuracy)`.
-    pub during_rl: Vec<(u64, f32)>,
+    /// During RL.
+    pub during_rl: Vec<EvalPoint>,
 }
 
 /// Writes `value` as pretty JSON to `path` (via a temporary file and a rename).

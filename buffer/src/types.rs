@@ -1,5 +1,6 @@
 //! Configuration and the values the replay buffer hands back.
 
+use bincode::{Decode, Encode};
 use troupe_core::ScoredTrajectory;
 
 /// Rewards within this distance of each other count as equal: a group whose rewards
@@ -22,7 +23,7 @@ pub struct BufferConfig {
 }
 
 /// One GRPO group: trajectories for the same prompt, sorted by trajectory id.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct Group {
     /// RL batch sequence number.
     pub batch: u64,
@@ -33,7 +34,7 @@ pub struct Group {
 }
 
 /// What the learner gets: the groups worth training on, plus what was thrown away.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct Batch {
     /// The RL batch served (in free-running mode: the batch of the oldest group taken).
     pub batch: u64,
@@ -71,7 +72,7 @@ pub enum InsertOutcome {
 
 /// Running totals. Trajectory counts satisfy
 /// `inserted == served + dropped_stale + filtered_zero_signal + pending`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode)]
 pub struct Counts {
     /// Trajectories accepted (duplicates excluded).
     pub inserted: u64,

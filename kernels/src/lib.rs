@@ -2,9 +2,9 @@
 //!
 //! Each function here is the ground truth a CUDA kernel (behind the `cuda` feature)
 //! is tested against, and the CPU path the sampler and learner use today:
-//! - [`token_logprob`]: fused log-softmax + gather of one token;
-//! - [`sample_top_p`]: temperature / nucleus sampling from one row of logits;
-//! - [`clipped_pg_loss`]: the per-token PPO clipped policy-gradient objective.
+//! - [`token_logprob`] — fused log-softmax + gather of one token;
+//! - [`sample_top_p`] — temperature / nucleus sampling from one row of logits;
+//! - [`clipped_pg_loss`] — the per-token PPO clipped policy-gradient objective.
 //!
 //! ```
 //! let logits = [2.0f32, 1.0, 0.0];

@@ -29,7 +29,7 @@ pub struct LearnerConfig {
 }
 
 /// One supervised example: tokens and the mask of positions to learn.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct SftExample {
     /// The whole conversation, chat-templated.
     pub tokens: Vec<u32>,

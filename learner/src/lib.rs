@@ -1,11 +1,11 @@
 //! The learner: losses, optimizer and checkpoints.
 //!
-//! - [`grpo`]: group-relative advantages and the PPO-clipped policy-gradient loss
+//! - [`grpo`] — group-relative advantages and the PPO-clipped policy-gradient loss
 //!   against behaviour log-probs (off-policy correction for stale samples);
-//! - [`sft`]: the supervised warm-start loss on seed trajectories;
-//! - [`adamw`]: AdamW with global-norm gradient clipping and saveable state;
-//! - [`checkpoint`]: weights + optimizer state + step + RNG in a run directory;
-//! - [`learner`]: the stateful learner that ties them together.
+//! - [`sft`] — the supervised warm-start loss on seed trajectories;
+//! - [`adamw`] — AdamW with global-norm gradient clipping and saveable state;
+//! - [`checkpoint`] — weights + optimizer state + step + RNG in a run directory;
+//! - [`learner`] — the stateful learner that ties them together.
 //!
 //! ```
 //! let adv = troupe_learner::grpo::group_advantages(&[1.0, 0.0, 0.0, 1.0]);

@@ -46,7 +46,7 @@ impl ModelConfig {
                 crate::tokenizer::VOCAB_SIZE
             )));
         }
-        if self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+        if self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
             return Err(ModelError::Config(format!(
                 "n_heads = {} must divide d_model = {}",
                 self.n_heads, self.d_model

@@ -1,12 +1,12 @@
 //! The policy model shared by samplers and the learner.
 //!
-//! - [`tokenizer`]: a byte-level tokenizer with chat-template special tokens, so any
+//! - [`tokenizer`] — a byte-level tokenizer with chat-template special tokens, so any
 //!   UTF-8 conversation (seed trajectories a user brings) encodes losslessly.
-//! - [`transformer`]: a small decoder-only transformer in candle built only from
+//! - [`transformer`] — a small decoder-only transformer in candle built only from
 //!   differentiable ops (own RMSNorm, plain softmax, learned positions), with a KV cache
 //!   for generation and an attention bias for left-padded batches.
-//! - [`params`]: named parameters, seeded initialisation, snapshots for weight publication.
-//! - [`logprob`]: per-token log-probs of chosen tokens, the quantity sampler and learner
+//! - [`params`] — named parameters, seeded initialisation, snapshots for weight publication.
+//! - [`logprob`] — per-token log-probs of chosen tokens, the quantity sampler and learner
 //!   must agree on.
 //!
 //! ```

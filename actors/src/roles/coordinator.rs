@@ -16,7 +16,7 @@ use troupe_learner::SftExample;
 use crate::messages::{BufferMsg, CoordinatorMsg, LearnerMsg, StepReport};
 use crate::progress::Progress;
 use crate::schedule::{Schedule, ScheduleConfig};
-use crate::summary::{HeldoutSummary, RunState, Summary, Throughput, write_json};
+use crate::summary::{EvalPoint, HeldoutSummary, RunState, Summary, Throughput, write_json};
 
 /// Where the run resumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,8 +219,11 @@ impl CoordinatorState {
                 self.start_rl(0, 1)?;
             }
             Label::During(step) => {
-                heldout.during_rl.push((step, acc));
-                heldout.during_rl.sort_by_key(|(s, _)| *s);
+                heldout.during_rl.push(EvalPoint {
+                    step,
+                    pass_at_1: acc,
+                });
+                heldout.during_rl.sort_by_key(|p| p.step);
                 self.args
                     .progress
                     .note(&format!("RL step {step}: held-out pass@1 {acc:.3}"));
@@ -269,7 +272,7 @@ impl CoordinatorState {
         );
         let total = self.args.schedule.total_steps;
         let every = self.args.checkpoint_every;
-        if r.rl_step == total || (every > 0 && r.rl_step % every == 0) {
+        if r.rl_step == total || (every > 0 && r.rl_step.is_multiple_of(every)) {
             self.save_state()?;
         }
         if r.rl_step == total {
@@ -279,7 +282,7 @@ impl CoordinatorState {
                 .progress
                 .finish_phase(&format!("{total} steps, policy {}", r.version));
             self.evaluate(Label::Final, r.publication);
-        } else if self.args.eval_every > 0 && r.rl_step % self.args.eval_every == 0 {
+        } else if self.args.eval_every > 0 && r.rl_step.is_multiple_of(self.args.eval_every) {
             self.evaluate(Label::During(r.rl_step), r.publication);
         }
         Ok(())

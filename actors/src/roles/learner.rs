@@ -158,7 +158,7 @@ impl LearnerActorState {
         self.publish()?;
         let done = self.learner.rl_steps();
         let every = self.args.checkpoint_every;
-        if done == self.target_steps || (every > 0 && done % every == 0) {
+        if done == self.target_steps || (every > 0 && done.is_multiple_of(every)) {
             self.checkpoint()?;
         }
         self.args

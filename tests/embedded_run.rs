@@ -1,0 +1,352 @@
+//! End-to-end tests of `troupe run`: the real binary, real actors, real training.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Runs share two cores; one at a time keeps each test's budget predictable.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn troupe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_troupe"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("troupe-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The repo's default config with some keys overridden (`section.key = value`).
+fn config(dir: &Path, overrides: &[(&str, &str, &str)]) -> PathBuf {
+    let mut text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml")).unwrap();
+    for (section, key, value) in overrides {
+        let header = format!("[{section}]\n");
+        let start = text
+            .find(&header)
+            .unwrap_or_else(|| panic!("no [{section}]"))
+            + header.len();
+        let end = text[start..]
+            .find("\n[")
+            .map_or(text.len(), |e| start + e + 1);
+        let body: String = text[start..end]
+            .lines()
+            .filter(|l| !l.trim_start().starts_with(&format!("{key} ")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.replace_range(start..end, &format!("{key} = {value}\n{body}"));
+    }
+    let path = dir.join("cluster.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_ok(cmd: &mut Command) -> (Value, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.arg("--json").output().unwrap();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    assert!(status.success(), "troupe run failed: {stderr}");
+    (
+        serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {stderr}")),
+        stderr,
+    )
+}
+
+fn metrics(run_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn f(v: &Value, path: &[&str]) -> f64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path:?} missing in {v}"))
+}
+
+#[test]
+fn short_run_learns_and_accounts_for_every_trajectory() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir("learns");
+    let cfg = config(
+        &dir,
+        &[
+            ("task", "heldout_size", "200"),
+            ("sft", "steps", "150"),
+            ("rl", "steps", "80"),
+            ("rl", "groups_per_batch", "16"),
+            ("rl", "eval_every", "40"),
+            ("rl", "checkpoint_every", "40"),
+        ],
+    );
+    let out = dir.join("run");
+    let (summary, _) = run_ok(
+        troupe()
+            .args(["run", "--seed", "1", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&out),
+    );
+    assert_eq!(
+        summary,
+        serde_json::from_str::<Value>(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+            .unwrap()
+    );
+
+    // Learning happened: SFT lifts held-out accuracy off zero, RL lifts it further,
+    // and the training reward rises over the RL steps.
+    let (initial, sft, rl) = (
+        f(&summary, &["heldout", "initial"]),
+        f(&summary, &["heldout", "after_sft"]),
+        f(&summary, &["heldout", "after_rl"]),
+    );
+    assert!(sft > initial + 0.2, "SFT did not learn: {initial} -> {sft}");
+    assert!(
+        rl >= sft + 0.05,
+        "RL did not improve held-out accuracy: {sft} -> {rl}"
+    );
+    let lines = metrics(&out);
+    assert_eq!(lines.len(), 80);
+    let mean =
+        |ls: &[Value]| ls.iter().map(|l| f(l, &["mean_reward"])).sum::<f64>() / ls.len() as f64;
+    assert!(
+        mean(&lines[60..]) > mean(&lines[..20]) + 0.03,
+        "reward did not rise"
+    );
+    for key in [
+        "step",
+        "version",
+        "loss",
+        "mean_reward",
+        "staleness_histogram",
+        "wait_seconds",
+        "train_seconds",
+    ] {
+        assert!(lines[0].get(key).is_some(), "metrics line lacks {key}");
+    }
+
+    // Every generated trajectory is accounted for, none twice.
+    let t = &summary["trajectories"];
+    let generated = f(t, &["generated"]);
+    assert_eq!(generated, 80.0 * 16.0 * 8.0);
+    let accounted = f(t, &["trained"])
+        + f(t, &["dropped_stale"])
+        + f(t, &["filtered_zero_signal"])
+        + f(t, &["in_flight"]);
+    assert_eq!(generated, accounted);
+    assert!(f(&summary, &["throughput", "sampled_tokens_per_s"]) > 0.0);
+    assert!(f(&summary, &["throughput", "trained_tokens_per_s"]) > 0.0);
+    assert_eq!(
+        f(&summary, &["policy_version"]),
+        150.0 + 80.0 - lines.iter().filter(|l| f(l, &["trained"]) == 0.0).count() as f64
+    );
+    assert!(f(&summary, &["wall_seconds"]) > 0.0);
+
+    // Checkpoints hold weights, optimizer state and learner state.
+    let latest = std::fs::read_to_string(out.join("checkpoints/LATEST")).unwrap();
+    for file in ["model.safetensors", "optimizer.safetensors", "learner.json"] {
+        assert!(
+            out.join("checkpoints")
+                .join(latest.trim())
+                .join(file)
+                .exists(),
+            "{file} missing"
+        );
+    }
+    // The run directory refuses to be reused without --resume.
+    let again = troupe()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn user_seed_file_keeps_good_lines_and_names_bad_ones() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir("seeds");
+    let seeds = dir.join("seeds.jsonl");
+    let mut lines = Vec::new();
+    let mut expected = 0;
+    for i in 0..120u32 {
+        let digits = format!("{:04}", (i * 7919) % 10000);
+        let prompt = format!("sort {digits}");
+        let mut sorted: Vec<char> = digits.chars().collect();
+        sorted.sort();
+        let answer: String = sorted.into_iter().collect();
+        if troupe_env::split_of(&prompt, 100) == troupe_env::Split::Train {
+            expected += 1;
+        }
+        lines.push(
+            serde_json::json!({"messages": [
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": answer}
+            ]})
+            .to_string(),
+        );
+    }
+    lines.insert(2, "{\"messages\": [".to_string());
+    lines.insert(
+        6,
+        r#"{"messages":[{"role":"robot","content":"x"},{"role":"assistant","content":"1"}]}"#
+            .to_string(),
+    );
+    std::fs::write(&seeds, lines.join("\n") + "\n").unwrap();
+    let cfg = config(
+        &dir,
+        &[
+            ("task", "heldout_size", "50"),
+            ("sft", "steps", "20"),
+            ("rl", "steps", "2"),
+            ("rl", "eval_every", "0"),
+        ],
+    );
+    let (summary, stderr) = run_ok(
+        troupe()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(dir.join("run"))
+            .arg("--seed-trajectories")
+            .arg(&seeds),
+    );
+    let name = seeds.display().to_string();
+    assert!(
+        stderr.contains(&format!("{name}:3: ")),
+        "line 3 not reported: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{name}:7: ")) && stderr.contains("robot"),
+        "line 7 not reported: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{expected} seed trajectories from")),
+        "expected {expected} kept: {stderr}"
+    );
+    assert_eq!(f(&summary, &["rl_steps"]), 2.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn killed_run_resumes_from_its_checkpoint() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir("resume");
+    let cfg = config(
+        &dir,
+        &[
+            ("task", "heldout_size", "100"),
+            ("sft", "steps", "60"),
+            ("rl", "steps", "40"),
+            ("rl", "groups_per_batch", "8"),
+            ("rl", "eval_every", "0"),
+            ("rl", "checkpoint_every", "10"),
+        ],
+    );
+    let out = dir.join("run");
+    let mut child = troupe()
+        .args(["run", "--json", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until a checkpoint inside RL exists, then kill the process outright.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let killed_at = loop {
+        assert!(Instant::now() < deadline, "no RL checkpoint appeared");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before it could be killed"
+        );
+        let learner = std::fs::read_to_string(out.join("checkpoints/LATEST"))
+            .ok()
+            .and_then(|l| {
+                std::fs::read_to_string(out.join("checkpoints").join(l.trim()).join("learner.json"))
+                    .ok()
+            })
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        if let Some(rl) = learner
+            .and_then(|v| v["rl_steps"].as_u64())
+            .filter(|&s| s >= 10)
+        {
+            break rl;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.join("summary.json").exists());
+
+    let (summary, stderr) = run_ok(troupe().arg("run").arg("--resume").arg(&out));
+    assert_eq!(f(&summary, &["rl_steps"]), 40.0, "{stderr}");
+    assert!(f(&summary, &["heldout", "after_sft"]) > 0.0);
+    let steps: std::collections::BTreeSet<u64> = metrics(&out)
+        .iter()
+        .map(|l| l["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        (1..=40).collect(),
+        "killed after RL step {killed_at}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn same_seed_reproduces_the_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir("repro");
+    let cfg = config(
+        &dir,
+        &[
+            ("task", "heldout_size", "60"),
+            ("sft", "steps", "30"),
+            ("rl", "steps", "6"),
+            ("rl", "groups_per_batch", "8"),
+            ("rl", "groups_per_sampler", "2"),
+            ("rl", "eval_every", "3"),
+        ],
+    );
+    let mut runs = Vec::new();
+    for name in ["a", "b"] {
+        let out = dir.join(name);
+        let (summary, _) = run_ok(
+            troupe()
+                .args(["run", "--seed", "7", "--config"])
+                .arg(&cfg)
+                .arg("--out")
+                .arg(&out),
+        );
+        let losses: Vec<String> = metrics(&out)
+            .iter()
+            .map(|l| format!("{} {}", l["loss"], l["mean_reward"]))
+            .collect();
+        runs.push((
+            summary["heldout"].clone(),
+            summary["trajectories"].clone(),
+            losses,
+        ));
+    }
+    assert_eq!(runs[0], runs[1]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
