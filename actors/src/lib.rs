@@ -23,7 +23,7 @@ pub mod schedule;
 pub mod summary;
 pub mod weights;
 
-pub use progress::{Progress, Silent};
+pub use progress::Progress;
 pub use run::{RunOptions, run};
 pub use summary::Summary;
 

@@ -108,8 +108,6 @@ pub enum CoordinatorMsg {
     },
     /// An RL step finished.
     Stepped(Box<StepReport>),
-    /// A role failed irrecoverably.
-    Failed(String),
 }
 
 /// Sampler inbox.
@@ -147,8 +145,6 @@ pub enum BufferMsg {
     Insert(Box<ScoredTrajectory>),
     /// Take RL batch `batch` if complete, classifying staleness against `version`.
     TakeBatch(u64, u64, RpcReplyPort<Option<troupe_buffer::Batch>>),
-    /// Current counts.
-    Counts(RpcReplyPort<troupe_buffer::Counts>),
 }
 
 /// Learner inbox.
@@ -163,8 +159,6 @@ pub enum LearnerMsg {
     },
     /// Try to train on the next batch.
     Next,
-    /// Save a checkpoint now; reply with its directory when written.
-    Checkpoint(RpcReplyPort<Result<std::path::PathBuf, String>>),
 }
 
 #[cfg(test)]

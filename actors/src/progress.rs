@@ -12,14 +12,3 @@ pub trait Progress: Send + Sync + std::fmt::Debug {
     /// A message worth a line of its own (warnings, rejected input).
     fn note(&self, line: &str);
 }
-
-/// Discards progress (tests, benchmarks).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Silent;
-
-impl Progress for Silent {
-    fn phase(&self, _: &str, _: u64) {}
-    fn advance(&self, _: u64, _: &str) {}
-    fn finish_phase(&self, _: &str) {}
-    fn note(&self, _: &str) {}
-}

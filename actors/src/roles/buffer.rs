@@ -42,9 +42,6 @@ impl Actor for Buffer {
             BufferMsg::TakeBatch(batch, version, reply) => {
                 let _ = reply.send(buffer.take_batch(batch, PolicyVersion(version)));
             }
-            BufferMsg::Counts(reply) => {
-                let _ = reply.send(buffer.counts());
-            }
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent, call};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 use troupe_core::{Purpose, TaskSpec};
 use troupe_learner::SftExample;
@@ -407,7 +407,6 @@ impl Actor for Coordinator {
                 state.evaluate(Label::AfterSft, publication);
             }
             CoordinatorMsg::Stepped(report) => state.on_step(&report)?,
-            CoordinatorMsg::Failed(why) => state.complete(Err(why)),
         }
         Ok(())
     }
@@ -426,11 +425,4 @@ impl Actor for Coordinator {
         }
         Ok(())
     }
-}
-
-/// Asks the buffer for its counts (used by the final summary and tests).
-pub async fn buffer_counts(
-    buffer: &ActorRef<BufferMsg>,
-) -> Result<troupe_buffer::Counts, ActorProcessingErr> {
-    Ok(call!(buffer, BufferMsg::Counts)?)
 }

@@ -206,9 +206,6 @@ impl Actor for LearnerActor {
                 myself.cast(LearnerMsg::Next)?;
             }
             LearnerMsg::Next => state.next(&myself).await?,
-            LearnerMsg::Checkpoint(reply) => {
-                let _ = reply.send(state.checkpoint().map_err(|e| e.to_string()));
-            }
         }
         Ok(())
     }
