@@ -15,6 +15,7 @@
 //! assert_eq!(t.oldest_version(), Some(PolicyVersion(3)));
 //! ```
 
+pub mod protocol;
 pub mod trajectory;
 pub mod wire;
 

@@ -1,0 +1,77 @@
+//! Payloads of the coordinator's protocol: work for samplers and learner step reports.
+
+use bincode::{Decode, Encode};
+
+use crate::TaskSpec;
+
+/// A slice of RL batch `batch`: tasks to run `group_size` episodes each.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct TrainUnit {
+    /// RL batch sequence number.
+    pub batch: u64,
+    /// `(group index, task)` pairs.
+    pub groups: Vec<(u32, TaskSpec)>,
+    /// Episodes per task.
+    pub group_size: u32,
+    /// Weight publication to generate with (exactly this one, for reproducibility).
+    pub publication: u64,
+}
+
+/// Held-out tasks to run greedily for evaluation round `round`.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct EvalUnit {
+    /// Evaluation round.
+    pub round: u32,
+    /// Tasks.
+    pub tasks: Vec<TaskSpec>,
+    /// Weight publication to evaluate.
+    pub publication: u64,
+}
+
+/// What a sampler should do next.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum Work {
+    /// Generate training episodes.
+    Train(TrainUnit),
+    /// Generate evaluation episodes.
+    Eval(EvalUnit),
+    /// Nothing now; ask again shortly.
+    Wait,
+    /// The run is over.
+    Stop,
+}
+
+/// A finished learner step, as reported to the coordinator.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct StepReport {
+    /// RL steps done (this one included).
+    pub rl_step: u64,
+    /// Policy version after the step.
+    pub version: u64,
+    /// Publication index of the new weights.
+    pub publication: u64,
+    /// Surrogate loss (0 when the batch had no signal).
+    pub loss: f32,
+    /// Mean reward over the batch's trajectories (all groups, filtered ones included).
+    pub mean_reward: f32,
+    /// Trajectories trained on.
+    pub trained: u64,
+    /// Policy tokens trained on.
+    pub trained_tokens: u64,
+    /// Trajectories dropped as too stale.
+    pub dropped_stale: u64,
+    /// Trajectories in zero-signal groups, filtered.
+    pub filtered_zero_signal: u64,
+    /// Trajectories per staleness (index = versions behind, capped at the last bucket).
+    pub staleness_histogram: Vec<u64>,
+    /// Seconds the learner waited for the batch.
+    pub wait_seconds: f64,
+    /// Seconds spent in forward, backward and the optimizer.
+    pub train_seconds: f64,
+    /// Global gradient norm.
+    pub grad_norm: f32,
+    /// Fraction of tokens whose ratio was clipped.
+    pub clip_fraction: f32,
+    /// KL estimate between behaviour and current policy.
+    pub approx_kl: f32,
+}
