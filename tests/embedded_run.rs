@@ -350,3 +350,49 @@ fn same_seed_reproduces_the_run() {
     assert_eq!(runs[0], runs[1]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn samples_older_than_max_staleness_are_dropped_and_counted() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir("stale");
+    // Samplers run 3 learner steps ahead but only 1 version of staleness is tolerated.
+    let cfg = config(
+        &dir,
+        &[
+            ("task", "heldout_size", "40"),
+            ("sft", "steps", "30"),
+            ("rl", "steps", "8"),
+            ("rl", "groups_per_batch", "8"),
+            ("rl", "async_lag", "3"),
+            ("rl", "max_staleness", "1"),
+            ("rl", "eval_every", "0"),
+        ],
+    );
+    let out = dir.join("run");
+    let (summary, _) = run_ok(
+        troupe()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&out),
+    );
+    let t = &summary["trajectories"];
+    assert!(f(t, &["dropped_stale"]) > 0.0, "nothing was dropped: {t}");
+    let accounted = f(t, &["trained"])
+        + f(t, &["dropped_stale"])
+        + f(t, &["filtered_zero_signal"])
+        + f(t, &["in_flight"]);
+    assert_eq!(f(t, &["generated"]), accounted);
+    let lines = metrics(&out);
+    let dropped: f64 = lines.iter().map(|l| f(l, &["dropped_stale"])).sum();
+    assert_eq!(dropped, f(t, &["dropped_stale"]));
+    // Nothing trained on was older than max_staleness.
+    for l in &lines {
+        let hist = l["staleness_histogram"].as_array().unwrap();
+        assert!(
+            hist.iter().skip(2).all(|c| c.as_u64() == Some(0)),
+            "stale data trained on: {l}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
