@@ -18,6 +18,8 @@ pub struct ClusterConfig {
     pub run: RunConfig,
     /// Machines and the roles each hosts. Empty means one embedded node with defaults.
     pub nodes: Vec<NodeConfig>,
+    /// Settings shared by the nodes of a multi-machine cluster.
+    pub cluster: ClusterSettings,
     /// Policy shape.
     pub model: ModelConfig,
     /// The built-in task.
@@ -55,9 +57,34 @@ impl Default for RunConfig {
 pub struct NodeConfig {
     /// Node name, unique in the cluster.
     pub name: String,
+    /// UDP address (`host:port`) the node listens on for QUIC; used by `troupe node`,
+    /// ignored by `troupe run`.
+    #[serde(default)]
+    pub addr: Option<String>,
     /// Roles and how many actors of each this node hosts.
     #[serde(default)]
     pub roles: Roles,
+}
+
+/// Settings shared by every node of a cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// Shared secret of the actor sessions (ractor's magic cookie). Authentication only;
+    /// encryption and peer identity come from mutual TLS.
+    pub cookie: String,
+    /// Directory holding `ca.pem` and each node's `NAME.pem` / `NAME.key`, as written by
+    /// `troupe certs`; relative paths are relative to the config file.
+    pub tls_dir: PathBuf,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            cookie: "troupe".into(),
+            tls_dir: PathBuf::from("certs"),
+        }
+    }
 }
 
 /// Actor counts per role on one node.
@@ -275,6 +302,7 @@ impl ClusterConfig {
         if self.nodes.is_empty() {
             vec![NodeConfig {
                 name: "local".into(),
+                addr: None,
                 roles: Roles::default(),
             }]
         } else {
@@ -310,6 +338,27 @@ impl ClusterConfig {
             .validate()
             .map_err(|e| format!("[task] {e}"))?;
         let nodes = self.nodes();
+        let mut names = std::collections::HashSet::new();
+        for n in &nodes {
+            let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            if n.name.is_empty() || !n.name.chars().all(valid) {
+                return Err(format!(
+                    "[[nodes]] name {:?}: use letters, digits, '-' and '_'",
+                    n.name
+                ));
+            }
+            if !names.insert(n.name.as_str()) {
+                return Err(format!("[[nodes]] name {:?} appears twice", n.name));
+            }
+            if let Some(addr) = &n.addr
+                && addr.parse::<std::net::SocketAddr>().is_err()
+            {
+                return Err(format!(
+                    "[[nodes]] {}: addr {addr:?} is not host:port (e.g. \"127.0.0.1:7401\")",
+                    n.name
+                ));
+            }
+        }
         for (role, count) in [
             (
                 "coordinator",
@@ -402,6 +451,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("famly"), "{err}");
+    }
+
+    #[test]
+    fn nodes_need_unique_names_and_valid_addresses() {
+        let two = "[[nodes]]\nname = \"a\"\n[[nodes]]\nname = \"a\"\n\
+                   roles = { coordinator = false, buffer = false, learner = false }\n";
+        let err = ClusterConfig::parse(two, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("appears twice"), "{err}");
+        let bad = "[[nodes]]\nname = \"a\"\naddr = \"localhost\"\n";
+        let err = ClusterConfig::parse(bad, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("host:port"), "{err}");
     }
 
     #[test]
