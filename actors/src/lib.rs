@@ -4,6 +4,7 @@
 //! - [`config`] — `cluster.toml`.
 //! - [`messages`] — what roles say to each other (payloads are wire-ready).
 //! - [`schedule`] — the coordinator's pure, deterministic work scheduler.
+//! - [`remote`] — process groups and how messages cross the network.
 //! - [`weights`] — the bulk weight channel (in-process store; QUIC streams later).
 //! - [`roles`] — Coordinator, Sampler, EnvHost, Judge, ReplayBuffer, Learner.
 //! - [`run`] — spawns every role in one process and drives a run to its summary.
@@ -17,6 +18,7 @@
 pub mod config;
 pub mod messages;
 pub mod progress;
+pub mod remote;
 pub mod roles;
 pub mod run;
 pub mod schedule;

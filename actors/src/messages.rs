@@ -3,15 +3,18 @@
 //! the network unchanged; reply ports are ractor's and become remote replies there.
 
 use ractor::RpcReplyPort;
+use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use troupe_core::{ScoredTrajectory, TaskSpec, Trajectory};
+
+use crate::remote;
 
 pub use troupe_core::protocol::{EvalUnit, StepReport, TrainUnit, Work};
 
 /// Coordinator inbox.
 #[derive(Debug)]
 pub enum CoordinatorMsg {
-    /// Begin the run, driving these peers.
-    Start(crate::roles::coordinator::Peers),
+    /// Begin the run once every role the config requires has joined its group.
+    Start,
     /// A sampler asks for work.
     RequestWork(u32, RpcReplyPort<Work>),
     /// A sampler reports policy tokens it generated for training.
@@ -91,14 +94,156 @@ pub enum LearnerMsg {
 }
 
 // With ractor's `cluster` feature every message type states how it crosses the
-// network. These inboxes are local today (payloads are wire-ready, reply ports are
-// not yet); remote variants arrive with node sessions over QUIC.
-impl ractor::Message for CoordinatorMsg {}
+// network. Messages between nodes are serialised below; the rest are node-local.
 impl ractor::Message for SamplerMsg {}
-impl ractor::Message for EnvHostMsg {}
-impl ractor::Message for JudgeMsg {}
-impl ractor::Message for BufferMsg {}
 impl ractor::Message for LearnerMsg {}
+
+impl ractor::Message for CoordinatorMsg {
+    fn serializable() -> bool {
+        true
+    }
+
+    fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
+        match self {
+            CoordinatorMsg::RequestWork(sampler, reply) => {
+                remote::call("RequestWork", &sampler, reply)
+            }
+            CoordinatorMsg::Sampled {
+                tokens,
+                trajectories,
+            } => remote::cast("Sampled", &(tokens, trajectories)),
+            CoordinatorMsg::EvalResult(s) => remote::cast("EvalResult", &*s),
+            _ => Err(BoxedDowncastErr),
+        }
+    }
+
+    fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
+        match msg {
+            SerializedMessage::Call {
+                variant,
+                args,
+                reply,
+                ..
+            } if variant == "RequestWork" => Ok(CoordinatorMsg::RequestWork(
+                remote::decode(&args)?,
+                remote::reply_port(reply),
+            )),
+            SerializedMessage::Cast { variant, args, .. } => match variant.as_str() {
+                "Sampled" => {
+                    let (tokens, trajectories) = remote::decode(&args)?;
+                    Ok(CoordinatorMsg::Sampled {
+                        tokens,
+                        trajectories,
+                    })
+                }
+                "EvalResult" => Ok(CoordinatorMsg::EvalResult(Box::new(remote::decode(&args)?))),
+                _ => Err(BoxedDowncastErr),
+            },
+            _ => Err(BoxedDowncastErr),
+        }
+    }
+}
+
+impl ractor::Message for EnvHostMsg {
+    fn serializable() -> bool {
+        true
+    }
+
+    fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
+        match self {
+            EnvHostMsg::Reset(episode, task, reply) => {
+                remote::call("Reset", &(episode, *task), reply)
+            }
+            EnvHostMsg::Step(episode, action, reply) => {
+                remote::call("Step", &(episode, action), reply)
+            }
+        }
+    }
+
+    fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
+        let SerializedMessage::Call {
+            variant,
+            args,
+            reply,
+            ..
+        } = msg
+        else {
+            return Err(BoxedDowncastErr);
+        };
+        match variant.as_str() {
+            "Reset" => {
+                let (episode, task): (u64, TaskSpec) = remote::decode(&args)?;
+                Ok(EnvHostMsg::Reset(
+                    episode,
+                    Box::new(task),
+                    remote::reply_port(reply),
+                ))
+            }
+            "Step" => {
+                let (episode, action) = remote::decode(&args)?;
+                Ok(EnvHostMsg::Step(episode, action, remote::reply_port(reply)))
+            }
+            _ => Err(BoxedDowncastErr),
+        }
+    }
+}
+
+impl ractor::Message for JudgeMsg {
+    fn serializable() -> bool {
+        true
+    }
+
+    fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
+        let JudgeMsg::Score(t) = self;
+        remote::cast("Score", &*t)
+    }
+
+    fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
+        match msg {
+            SerializedMessage::Cast { variant, args, .. } if variant == "Score" => {
+                Ok(JudgeMsg::Score(Box::new(remote::decode(&args)?)))
+            }
+            _ => Err(BoxedDowncastErr),
+        }
+    }
+}
+
+impl ractor::Message for BufferMsg {
+    fn serializable() -> bool {
+        true
+    }
+
+    fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
+        match self {
+            BufferMsg::Insert(t) => remote::cast("Insert", &*t),
+            BufferMsg::TakeBatch(batch, version, reply) => {
+                remote::call("TakeBatch", &(batch, version), reply)
+            }
+        }
+    }
+
+    fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
+        match msg {
+            SerializedMessage::Cast { variant, args, .. } if variant == "Insert" => {
+                Ok(BufferMsg::Insert(Box::new(remote::decode(&args)?)))
+            }
+            SerializedMessage::Call {
+                variant,
+                args,
+                reply,
+                ..
+            } if variant == "TakeBatch" => {
+                let (batch, version) = remote::decode(&args)?;
+                Ok(BufferMsg::TakeBatch(
+                    batch,
+                    version,
+                    remote::reply_port(reply),
+                ))
+            }
+            _ => Err(BoxedDowncastErr),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

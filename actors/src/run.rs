@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use ractor::{Actor, ActorRef};
+use ractor::{Actor, ActorCell, ActorRef};
 use tokio::sync::oneshot;
 use troupe_buffer::BufferConfig;
 use troupe_env::{Role, TaskSource};
@@ -11,14 +11,14 @@ use troupe_learner::{LearnerConfig, SftExample, adamw::AdamWConfig, checkpoint, 
 use troupe_model::tokenizer::{ChatTokenizer, TurnRole};
 use troupe_sampler::SamplingParams;
 
-use crate::config::ClusterConfig;
-use crate::messages::{CoordinatorMsg, EnvHostMsg, JudgeMsg};
+use crate::config::{ClusterConfig, Roles};
+use crate::messages::CoordinatorMsg;
 use crate::progress::Progress;
 use crate::roles::{
     buffer::Buffer,
-    coordinator::{Coordinator, CoordinatorArgs, Peers, StartPoint},
+    coordinator::{Coordinator, CoordinatorArgs, StartPoint},
     envhost::EnvHost,
-    judge::{Judge, JudgeArgs},
+    judge::Judge,
     learner::{LearnerActor, LearnerArgs},
     sampler::{Sampler, SamplerArgs},
 };
@@ -249,7 +249,54 @@ pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summar
         .map_err(|e| ActorError::Seeds(e.to_string()))?;
     let heldout = source.heldout(cfg.task.heldout_size);
 
-    let roles = cfg.total_roles();
+    let (coordinator, coordinator_handle) = spawn_coordinator(
+        &cfg,
+        seed,
+        &run_dir,
+        heldout,
+        seed_examples,
+        state,
+        start,
+        progress,
+    )
+    .await?;
+    let weights = WeightStore::new(cfg.rl.async_lag as usize + 3);
+    let head = HeadContext {
+        run_dir: run_dir.clone(),
+        resume: resume_ckpt,
+    };
+    let ctx = RoleContext {
+        cfg: &cfg,
+        seed,
+        weights,
+        head: Some(head),
+        first_sampler: 0,
+    };
+    spawn_roles(&ctx, &cfg.total_roles(), Some(coordinator.get_cell())).await?;
+    wait_for_summary(coordinator, coordinator_handle).await
+}
+
+/// The coordinator's completion channel.
+type Done = oneshot::Receiver<Result<Summary, String>>;
+
+/// Starts the coordinator; it begins the run once every role in the config has joined.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn spawn_coordinator(
+    cfg: &ClusterConfig,
+    seed: u64,
+    run_dir: &Path,
+    heldout: Vec<troupe_core::TaskSpec>,
+    seed_examples: Vec<SftExample>,
+    state: RunState,
+    start: StartPoint,
+    progress: Arc<dyn Progress>,
+) -> Result<
+    (
+        ActorRef<CoordinatorMsg>,
+        (ractor::concurrency::JoinHandle<()>, Done),
+    ),
+    ActorError,
+> {
     let rl = &cfg.rl;
     let (done_tx, done_rx) = oneshot::channel();
     let coordinator_args = CoordinatorArgs {
@@ -263,7 +310,7 @@ pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summar
             total_steps: rl.steps,
             eval_chunk: 100,
         },
-        run_dir: run_dir.clone(),
+        run_dir: run_dir.to_path_buf(),
         heldout,
         seed_examples,
         sft_steps: cfg.sft.steps,
@@ -271,90 +318,145 @@ pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summar
         checkpoint_every: rl.checkpoint_every,
         state,
         start,
-        progress: progress.clone(),
+        progress,
         done: Arc::new(Mutex::new(Some(done_tx))),
+        required: cfg.total_roles(),
     };
-    let (coordinator, coordinator_handle) =
+    let (coordinator, handle) =
         Actor::spawn(Some("coordinator".into()), Coordinator, coordinator_args)
             .await
             .map_err(spawn_err("coordinator"))?;
-    let supervisor = coordinator.get_cell();
+    coordinator
+        .cast(CoordinatorMsg::Start)
+        .map_err(|e| ActorError::Failed(e.to_string()))?;
+    Ok((coordinator, (handle, done_rx)))
+}
 
-    let buffer_cfg = BufferConfig {
-        group_size: rl.group_size,
-        groups_per_batch: rl.groups_per_batch,
-        max_staleness: rl.max_staleness,
-        capacity_groups: (rl.groups_per_batch as usize) * (rl.async_lag as usize + 3),
-    };
-    let (buffer, _) = Actor::spawn_linked(
-        Some("buffer".into()),
-        Buffer,
-        buffer_cfg,
-        supervisor.clone(),
-    )
-    .await
-    .map_err(spawn_err("replay buffer"))?;
-    let mut env_hosts: Vec<ActorRef<EnvHostMsg>> = Vec::new();
+/// Waits for the coordinator's summary, then stops it and every role it supervises.
+pub(crate) async fn wait_for_summary(
+    coordinator: ActorRef<CoordinatorMsg>,
+    (handle, done): (ractor::concurrency::JoinHandle<()>, Done),
+) -> Result<Summary, ActorError> {
+    let outcome = done
+        .await
+        .map_err(|_| ActorError::Failed("the coordinator stopped without a result".into()));
+    coordinator.get_cell().stop_children(None);
+    coordinator.stop(None);
+    let _ = handle.await;
+    outcome?.map_err(ActorError::Failed)
+}
+
+/// What only the head node (the one hosting the learner) knows.
+#[derive(Debug, Clone)]
+pub(crate) struct HeadContext {
+    /// Run directory.
+    pub run_dir: PathBuf,
+    /// Checkpoint to resume the learner from.
+    pub resume: Option<PathBuf>,
+}
+
+/// Everything a node needs to start its roles.
+#[derive(Debug)]
+pub(crate) struct RoleContext<'a> {
+    pub cfg: &'a ClusterConfig,
+    pub seed: u64,
+    pub weights: WeightStore,
+    pub head: Option<HeadContext>,
+    /// Cluster-wide index of this node's first sampler.
+    pub first_sampler: u32,
+}
+
+/// Starts the actors of `roles` (all but the coordinator), linked to `supervisor`.
+pub(crate) async fn spawn_roles(
+    ctx: &RoleContext<'_>,
+    roles: &Roles,
+    supervisor: Option<ActorCell>,
+) -> Result<(), ActorError> {
+    async fn start<A: Actor>(
+        name: String,
+        actor: A,
+        args: A::Arguments,
+        supervisor: &Option<ActorCell>,
+        role: &'static str,
+    ) -> Result<(), ActorError> {
+        match supervisor {
+            Some(s) => Actor::spawn_linked(Some(name), actor, args, s.clone())
+                .await
+                .map(|_| ()),
+            None => Actor::spawn(Some(name), actor, args).await.map(|_| ()),
+        }
+        .map_err(spawn_err(role))
+    }
+    let (cfg, rl) = (ctx.cfg, &ctx.cfg.rl);
+    if roles.buffer {
+        let buffer_cfg = BufferConfig {
+            group_size: rl.group_size,
+            groups_per_batch: rl.groups_per_batch,
+            max_staleness: rl.max_staleness,
+            capacity_groups: (rl.groups_per_batch as usize) * (rl.async_lag as usize + 3),
+        };
+        start(
+            "buffer".into(),
+            Buffer,
+            buffer_cfg,
+            &supervisor,
+            "replay buffer",
+        )
+        .await?;
+    }
     for i in 0..roles.env_hosts {
-        let (a, _) = Actor::spawn_linked(
-            Some(format!("env_host-{i}")),
+        start(
+            format!("env_host-{i}"),
             EnvHost,
             cfg.task.env_capacity,
-            supervisor.clone(),
+            &supervisor,
+            "env host",
         )
-        .await
-        .map_err(spawn_err("env host"))?;
-        env_hosts.push(a);
+        .await?;
     }
-    let mut judges: Vec<ActorRef<JudgeMsg>> = Vec::new();
     for i in 0..roles.judges {
-        let args = JudgeArgs {
-            buffer: buffer.clone(),
-            coordinator: coordinator.clone(),
-        };
-        let (a, _) =
-            Actor::spawn_linked(Some(format!("judge-{i}")), Judge, args, supervisor.clone())
-                .await
-                .map_err(spawn_err("judge"))?;
-        judges.push(a);
+        start(format!("judge-{i}"), Judge, (), &supervisor, "judge").await?;
     }
-    let weights = WeightStore::new(rl.async_lag as usize + 3);
-    let learner_args = LearnerArgs {
-        model: cfg.model.clone(),
-        learner: LearnerConfig {
-            sft_lr: cfg.sft.lr,
-            rl_lr: rl.lr,
-            clip: Clip {
-                low: rl.clip_low,
-                high: rl.clip_high,
+    if roles.learner {
+        let head = ctx
+            .head
+            .clone()
+            .ok_or_else(|| ActorError::Failed("the learner must run on the head node".into()))?;
+        let learner_args = LearnerArgs {
+            model: cfg.model.clone(),
+            learner: LearnerConfig {
+                sft_lr: cfg.sft.lr,
+                rl_lr: rl.lr,
+                clip: Clip {
+                    low: rl.clip_low,
+                    high: rl.clip_high,
+                },
+                adamw: AdamWConfig {
+                    beta1: cfg.optim.beta1,
+                    beta2: cfg.optim.beta2,
+                    eps: 1e-8,
+                    weight_decay: cfg.optim.weight_decay,
+                    max_grad_norm: cfg.optim.max_grad_norm,
+                },
             },
-            adamw: AdamWConfig {
-                beta1: cfg.optim.beta1,
-                beta2: cfg.optim.beta2,
-                eps: 1e-8,
-                weight_decay: cfg.optim.weight_decay,
-                max_grad_norm: cfg.optim.max_grad_norm,
-            },
-        },
-        seed,
-        run_dir: run_dir.clone(),
-        resume: resume_ckpt,
-        sft_steps: cfg.sft.steps,
-        sft_batch: cfg.sft.batch_size,
-        checkpoint_every: rl.checkpoint_every,
-        staleness_buckets: rl.max_staleness as usize + 2,
-        weights: weights.clone(),
-        coordinator: coordinator.clone(),
-        buffer: buffer.clone(),
-    };
-    let (learner, _) = Actor::spawn_linked(
-        Some("learner".into()),
-        LearnerActor,
-        learner_args,
-        supervisor.clone(),
-    )
-    .await
-    .map_err(spawn_err("learner"))?;
+            seed: ctx.seed,
+            run_dir: head.run_dir,
+            resume: head.resume,
+            sft_steps: cfg.sft.steps,
+            sft_batch: cfg.sft.batch_size,
+            checkpoint_every: rl.checkpoint_every,
+            staleness_buckets: rl.max_staleness as usize + 2,
+            weights: ctx.weights.clone(),
+        };
+        start(
+            "learner".into(),
+            LearnerActor,
+            learner_args,
+            &supervisor,
+            "learner",
+        )
+        .await?;
+    }
     let params = SamplingParams {
         temperature: rl.temperature,
         top_p: rl.top_p,
@@ -362,33 +464,20 @@ pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summar
     };
     for i in 0..roles.samplers {
         let args = SamplerArgs {
-            index: i,
-            seed,
+            index: ctx.first_sampler + i,
+            seed: ctx.seed,
             model: cfg.model.clone(),
             params,
-            coordinator: coordinator.clone(),
-            env_hosts: env_hosts.clone(),
-            judges: judges.clone(),
-            weights: weights.clone(),
+            weights: ctx.weights.clone(),
         };
-        Actor::spawn_linked(
-            Some(format!("sampler-{i}")),
+        start(
+            format!("sampler-{i}"),
             Sampler,
             args,
-            supervisor.clone(),
+            &supervisor,
+            "sampler",
         )
-        .await
-        .map_err(spawn_err("sampler"))?;
+        .await?;
     }
-    coordinator
-        .cast(CoordinatorMsg::Start(Peers { learner, buffer }))
-        .map_err(|e| ActorError::Failed(e.to_string()))?;
-
-    let outcome = done_rx
-        .await
-        .map_err(|_| ActorError::Failed("the coordinator stopped without a result".into()));
-    supervisor.stop_children(None);
-    coordinator.stop(None);
-    let _ = coordinator_handle.await;
-    outcome?.map_err(ActorError::Failed)
+    Ok(())
 }

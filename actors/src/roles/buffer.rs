@@ -17,9 +17,10 @@ impl Actor for Buffer {
 
     async fn pre_start(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         cfg: BufferConfig,
     ) -> Result<Self::State, ActorProcessingErr> {
+        crate::remote::join(crate::remote::group::BUFFER, myself.get_cell());
         Ok(ReplayBuffer::new(cfg)?)
     }
 

@@ -13,8 +13,11 @@ use tokio::sync::oneshot;
 use troupe_core::{Purpose, TaskSpec};
 use troupe_learner::SftExample;
 
-use crate::messages::{BufferMsg, CoordinatorMsg, LearnerMsg, StepReport};
+use crate::config::Roles;
+use crate::messages::{CoordinatorMsg, LearnerMsg, StepReport};
 use crate::progress::Progress;
+use crate::remote::group;
+use crate::roles::one;
 use crate::schedule::{Schedule, ScheduleConfig};
 use crate::summary::{EvalPoint, HeldoutSummary, RunState, Summary, Throughput, write_json};
 
@@ -62,15 +65,34 @@ pub struct CoordinatorArgs {
     pub progress: Arc<dyn Progress>,
     /// Completion channel.
     pub done: DoneSender,
+    /// Roles that must have joined before the run starts.
+    pub required: Roles,
 }
 
-/// Peers the coordinator drives.
-#[derive(Debug, Clone)]
-pub struct Peers {
-    /// The learner.
-    pub learner: ActorRef<LearnerMsg>,
-    /// The replay buffer.
-    pub buffer: ActorRef<BufferMsg>,
+/// What is still missing of `required`, in words, or `None` when every role is present.
+fn missing_roles(required: &Roles) -> Option<String> {
+    let count = |g: &str| ractor::pg::get_members(&g.to_string()).len() as u32;
+    let need = [
+        (
+            "learner",
+            count(group::LEARNER),
+            u32::from(required.learner),
+        ),
+        (
+            "replay buffer",
+            count(group::BUFFER),
+            u32::from(required.buffer),
+        ),
+        ("samplers", count(group::SAMPLER), required.samplers),
+        ("env hosts", count(group::ENV_HOST), required.env_hosts),
+        ("judges", count(group::JUDGE), required.judges),
+    ];
+    let missing: Vec<String> = need
+        .iter()
+        .filter(|(_, have, want)| have < want)
+        .map(|(n, have, want)| format!("{n} ({have}/{want})"))
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(", "))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +114,7 @@ struct Round {
 #[derive(Debug)]
 pub struct CoordinatorState {
     args: CoordinatorArgs,
-    peers: Option<Peers>,
+    waiting_since: Option<Instant>,
     schedule: Schedule,
     rounds: HashMap<u32, Round>,
     next_round: u32,
@@ -108,12 +130,6 @@ pub struct CoordinatorState {
 pub struct Coordinator;
 
 impl CoordinatorState {
-    fn peers(&self) -> Result<&Peers, ActorProcessingErr> {
-        self.peers
-            .as_ref()
-            .ok_or_else(|| "coordinator not started".into())
-    }
-
     fn evaluate(&mut self, label: Label, publication: u64) {
         let round = self.next_round;
         self.next_round += 1;
@@ -145,7 +161,7 @@ impl CoordinatorState {
             .progress
             .phase("SFT warm start", self.args.sft_steps);
         let examples = std::mem::take(&mut self.args.seed_examples);
-        self.peers()?.learner.cast(LearnerMsg::RunSft(examples))?;
+        one::<LearnerMsg>(group::LEARNER)?.cast(LearnerMsg::RunSft(examples))?;
         Ok(())
     }
 
@@ -160,9 +176,7 @@ impl CoordinatorState {
         self.args.progress.advance(step, "");
         self.schedule.open_rl(step, publication);
         self.rl_started = Some((Instant::now(), self.args.state.rl_seconds));
-        self.peers()?
-            .learner
-            .cast(LearnerMsg::RunRl { steps: total })?;
+        one::<LearnerMsg>(group::LEARNER)?.cast(LearnerMsg::RunRl { steps: total })?;
         Ok(())
     }
 
@@ -344,9 +358,10 @@ impl Actor for Coordinator {
 
     async fn pre_start(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: CoordinatorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        crate::remote::join(group::COORDINATOR, myself.get_cell());
         let path = args.run_dir.join("metrics.jsonl");
         let metrics = std::fs::OpenOptions::new()
             .create(true)
@@ -355,7 +370,7 @@ impl Actor for Coordinator {
         Ok(CoordinatorState {
             schedule: Schedule::new(args.schedule.clone()),
             args,
-            peers: None,
+            waiting_since: None,
             rounds: HashMap::new(),
             next_round: 0,
             metrics,
@@ -368,13 +383,23 @@ impl Actor for Coordinator {
 
     async fn handle(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            CoordinatorMsg::Start(peers) => {
-                state.peers = Some(peers);
+            CoordinatorMsg::Start => {
+                if let Some(missing) = missing_roles(&state.args.required) {
+                    let since = *state.waiting_since.get_or_insert_with(Instant::now);
+                    if since.elapsed().as_secs() >= 5 {
+                        state.args.progress.note(&format!("waiting for {missing}"));
+                        state.waiting_since = Some(Instant::now());
+                    }
+                    myself.send_after(std::time::Duration::from_millis(50), || {
+                        CoordinatorMsg::Start
+                    });
+                    return Ok(());
+                }
                 match state.args.start {
                     StartPoint::Fresh => state.evaluate(Label::Initial, 0),
                     StartPoint::AfterSft => state.evaluate(Label::AfterSft, 1),

@@ -16,9 +16,10 @@ impl Actor for EnvHost {
 
     async fn pre_start(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         capacity: usize,
     ) -> Result<Self::State, ActorProcessingErr> {
+        crate::remote::join(crate::remote::group::ENV_HOST, myself.get_cell());
         Ok(EnvHostCore::new(capacity))
     }
 

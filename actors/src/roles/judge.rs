@@ -5,38 +5,32 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use troupe_core::{Purpose, ScoredTrajectory};
 
 use crate::messages::{BufferMsg, CoordinatorMsg, JudgeMsg};
+use crate::remote::{self, group};
+use crate::roles::one;
 
 /// The judge actor.
 #[derive(Debug)]
 pub struct Judge;
 
-/// Where scored trajectories go.
-#[derive(Debug, Clone)]
-pub struct JudgeArgs {
-    /// Receives training trajectories.
-    pub buffer: ActorRef<BufferMsg>,
-    /// Receives evaluation trajectories.
-    pub coordinator: ActorRef<CoordinatorMsg>,
-}
-
 impl Actor for Judge {
     type Msg = JudgeMsg;
-    type State = JudgeArgs;
-    type Arguments = JudgeArgs;
+    type State = ();
+    type Arguments = ();
 
     async fn pre_start(
         &self,
-        _: ActorRef<Self::Msg>,
-        args: JudgeArgs,
+        myself: ActorRef<Self::Msg>,
+        _: (),
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(args)
+        remote::join(group::JUDGE, myself.get_cell());
+        Ok(())
     }
 
     async fn handle(
         &self,
         _: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        peers: &mut Self::State,
+        _: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let JudgeMsg::Score(trajectory) = msg;
         let reward = troupe_env::verify(&trajectory.task, &trajectory.response);
@@ -45,8 +39,11 @@ impl Actor for Judge {
             reward,
         });
         match scored.trajectory.purpose {
-            Purpose::Train { .. } => peers.buffer.cast(BufferMsg::Insert(scored))?,
-            Purpose::Eval { .. } => peers.coordinator.cast(CoordinatorMsg::EvalResult(scored))?,
+            Purpose::Train { .. } => {
+                one::<BufferMsg>(group::BUFFER)?.cast(BufferMsg::Insert(scored))?
+            }
+            Purpose::Eval { .. } => one::<CoordinatorMsg>(group::COORDINATOR)?
+                .cast(CoordinatorMsg::EvalResult(scored))?,
         }
         Ok(())
     }

@@ -9,6 +9,8 @@ use troupe_learner::{Learner, LearnerConfig, SftExample, checkpoint};
 use troupe_model::ModelConfig;
 
 use crate::messages::{BufferMsg, CoordinatorMsg, LearnerMsg, StepReport};
+use crate::remote::group;
+use crate::roles::one;
 use crate::weights::WeightStore;
 
 /// The learner actor.
@@ -38,10 +40,6 @@ pub struct LearnerArgs {
     pub staleness_buckets: usize,
     /// Where new weights go.
     pub weights: WeightStore,
-    /// Receives progress and step reports.
-    pub coordinator: ActorRef<CoordinatorMsg>,
-    /// Serves RL batches.
-    pub buffer: ActorRef<BufferMsg>,
 }
 
 /// Learner state.
@@ -79,7 +77,7 @@ impl LearnerActorState {
             let batch = self.learner.draw(examples, self.args.sft_batch);
             let loss = self.learner.sft_step(&batch)?;
             if step % 5 == 4 || step + 1 == self.args.sft_steps {
-                self.args.coordinator.cast(CoordinatorMsg::SftProgress {
+                one::<CoordinatorMsg>(group::COORDINATOR)?.cast(CoordinatorMsg::SftProgress {
                     step: step + 1,
                     loss,
                 })?;
@@ -88,7 +86,7 @@ impl LearnerActorState {
         self.learner.finish_sft();
         self.checkpoint()?;
         self.publish()?;
-        self.args.coordinator.cast(CoordinatorMsg::SftDone {
+        one::<CoordinatorMsg>(group::COORDINATOR)?.cast(CoordinatorMsg::SftDone {
             publication: self.learner.publication(),
         })?;
         Ok(())
@@ -101,7 +99,13 @@ impl LearnerActorState {
         }
         let version = self.learner.version();
         let waiting = *self.waiting_since.get_or_insert_with(Instant::now);
-        let Some(batch) = call!(self.args.buffer, BufferMsg::TakeBatch, step, version.0)? else {
+        let Some(batch) = call!(
+            one::<BufferMsg>(group::BUFFER)?,
+            BufferMsg::TakeBatch,
+            step,
+            version.0
+        )?
+        else {
             myself.send_after(Duration::from_millis(2), || LearnerMsg::Next);
             return Ok(());
         };
@@ -161,8 +165,7 @@ impl LearnerActorState {
         if done == self.target_steps || (every > 0 && done.is_multiple_of(every)) {
             self.checkpoint()?;
         }
-        self.args
-            .coordinator
+        one::<CoordinatorMsg>(group::COORDINATOR)?
             .cast(CoordinatorMsg::Stepped(Box::new(report)))?;
         myself.cast(LearnerMsg::Next)?;
         Ok(())
@@ -176,9 +179,10 @@ impl Actor for LearnerActor {
 
     async fn pre_start(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: LearnerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        crate::remote::join(group::LEARNER, myself.get_cell());
         let learner = match &args.resume {
             Some(dir) => Learner::load(&args.model, args.learner.clone(), dir)?,
             None => Learner::new(&args.model, args.learner.clone(), args.seed)?,

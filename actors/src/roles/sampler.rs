@@ -12,7 +12,8 @@ use troupe_model::{ModelConfig, Transformer};
 use troupe_sampler::{SamplingParams, episode::Episode, generate};
 
 use crate::messages::{CoordinatorMsg, EnvHostMsg, JudgeMsg, SamplerMsg, Work};
-use crate::roles::pick;
+use crate::remote::{group, members};
+use crate::roles::{one, pick};
 use crate::schedule::{EVAL_ID_BIT, mix};
 use crate::weights::WeightStore;
 
@@ -34,12 +35,6 @@ pub struct SamplerArgs {
     pub model: ModelConfig,
     /// Training sampling parameters (evaluation is greedy with the same token budget).
     pub params: SamplingParams,
-    /// Work source.
-    pub coordinator: ActorRef<CoordinatorMsg>,
-    /// Environment hosts.
-    pub env_hosts: Vec<ActorRef<EnvHostMsg>>,
-    /// Judges.
-    pub judges: Vec<ActorRef<JudgeMsg>>,
     /// Published weights.
     pub weights: WeightStore,
 }
@@ -80,9 +75,14 @@ impl SamplerState {
     /// Returns the policy tokens generated.
     async fn run(&mut self, jobs: Vec<Job>, greedy: bool) -> Result<u64, ActorProcessingErr> {
         let a = &self.args;
+        let env_hosts = members::<EnvHostMsg>(group::ENV_HOST);
+        let judges = members::<JudgeMsg>(group::JUDGE);
+        if env_hosts.is_empty() || judges.is_empty() {
+            return Err("no env host or judge has joined".into());
+        }
         let mut episodes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let host = pick(&a.env_hosts, job.id);
+            let host = pick(&env_hosts, job.id);
             let first = call!(host, EnvHostMsg::Reset, job.id, Box::new(job.task.clone()))?
                 .map_err(|e| format!("env host refused episode {}: {e}", job.id))?;
             episodes.push((Episode::start(job.id, job.task, job.purpose, &first), false));
@@ -117,7 +117,7 @@ impl SamplerState {
                 tokens += g.tokens.len() as u64;
                 let (episode, done) = &mut episodes[i];
                 let action = episode.push_generation(&g, *version);
-                let host = pick(&a.env_hosts, episode.id());
+                let host = pick(&env_hosts, episode.id());
                 let (observation, finished) = call!(host, EnvHostMsg::Step, episode.id(), action)?
                     .map_err(|e| {
                         format!("env host step failed for episode {}: {e}", episode.id())
@@ -130,7 +130,7 @@ impl SamplerState {
         }
         for (episode, _) in episodes {
             let trajectory = episode.finish();
-            pick(&a.judges, trajectory.id).cast(JudgeMsg::Score(Box::new(trajectory)))?;
+            pick(&judges, trajectory.id).cast(JudgeMsg::Score(Box::new(trajectory)))?;
         }
         Ok(tokens)
     }
@@ -146,6 +146,7 @@ impl Actor for Sampler {
         myself: ActorRef<Self::Msg>,
         args: SamplerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        crate::remote::join(group::SAMPLER, myself.get_cell());
         myself.cast(SamplerMsg::Pull)?;
         Ok(SamplerState {
             args,
@@ -159,11 +160,11 @@ impl Actor for Sampler {
         _msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let work = call!(
-            state.args.coordinator,
-            CoordinatorMsg::RequestWork,
-            state.args.index
-        )?;
+        let Ok(coordinator) = one::<CoordinatorMsg>(group::COORDINATOR) else {
+            myself.send_after(Duration::from_millis(50), || SamplerMsg::Pull);
+            return Ok(());
+        };
+        let work = call!(coordinator, CoordinatorMsg::RequestWork, state.args.index)?;
         match work {
             Work::Train(unit) => {
                 state.load(unit.publication).await?;
@@ -183,7 +184,7 @@ impl Actor for Sampler {
                     .collect();
                 let trajectories = jobs.len() as u64;
                 let tokens = state.run(jobs, false).await?;
-                state.args.coordinator.cast(CoordinatorMsg::Sampled {
+                coordinator.cast(CoordinatorMsg::Sampled {
                     tokens,
                     trajectories,
                 })?;
