@@ -1,6 +1,7 @@
 //! Framing for payloads that cross the network: a protocol version, a length, a body,
 //! and a hard size limit checked before anything is allocated.
 
+use bincode::config::{Configuration, Fixint, LittleEndian, NoLimit};
 use bincode::{Decode, Encode};
 
 use crate::CoreError;
@@ -13,11 +14,55 @@ pub const DEFAULT_FRAME_LIMIT: u64 = 64 << 20;
 
 const HEADER_LEN: usize = 2 + 8;
 
-fn config() -> impl bincode::config::Config {
+fn config() -> Configuration<LittleEndian, Fixint, NoLimit> {
     bincode::config::standard()
         .with_fixed_int_encoding()
         .with_little_endian()
-        .with_limit::<{ DEFAULT_FRAME_LIMIT as usize }>()
+}
+
+/// Decoded-memory budget per byte of frame body.
+///
+/// Before bincode allocates a `Vec` of `count` elements it claims `count * size_of::<T>()`
+/// bytes against the config's limit, so the limit is what stops a tiny frame that declares
+/// a huge element count from allocating gigabytes. A decoded value can need more memory
+/// than its encoding (a `TaskSpec` is 64 bytes in memory and at least 28 encoded; a
+/// `(String, f32)` 32 and 12), so the budget is a multiple of the body length; every
+/// payload in this crate stays below 3x, the round-trip tests hold it to that.
+const CLAIM_FACTOR: u64 = 8;
+
+/// Smallest claim budget, so small frames never trip over fixed overheads.
+const MIN_CLAIM: u64 = 1 << 12;
+
+/// Decodes exactly `body` as one `T`, letting bincode claim at most a small multiple of
+/// `body.len()` bytes (rounded up to a power of four) before it allocates.
+///
+/// bincode's limit is a const generic, so the budget is picked from fixed tiers.
+fn decode_body<T: Decode<()>>(body: &[u8]) -> Result<T, CoreError> {
+    let want = (body.len() as u64)
+        .saturating_mul(CLAIM_FACTOR)
+        .max(MIN_CLAIM);
+    macro_rules! tiers {
+        ($($budget:literal),* ; $top:literal) => {{
+            $(if want <= $budget {
+                return decode_with_budget::<T, $budget>(body);
+            })*
+            decode_with_budget::<T, $top>(body)
+        }};
+    }
+    tiers!(
+        4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864, 268435456;
+        1073741824
+    )
+}
+
+fn decode_with_budget<T: Decode<()>, const BUDGET: usize>(body: &[u8]) -> Result<T, CoreError> {
+    let (msg, used) = bincode::decode_from_slice(body, config().with_limit::<BUDGET>())?;
+    if used != body.len() {
+        return Err(
+            bincode::error::DecodeError::Other("trailing bytes after the message body").into(),
+        );
+    }
+    Ok(msg)
 }
 
 /// Encodes `msg` as `[version u16 LE][len u64 LE][body]`.
@@ -31,6 +76,11 @@ pub fn encode_frame<T: Encode>(msg: &T) -> Result<Vec<u8>, CoreError> {
 }
 
 /// Decodes a frame written by [`encode_frame`], checking version and size limit first.
+///
+/// The body must be exactly one message: unparsed bytes inside the declared length are an
+/// error. Bytes after the frame (`bytes.len() > 10 + len`) are ignored. What bincode may
+/// claim before allocating is bounded by the declared body length (at most 32 times it,
+/// or 4 KiB for small frames), never by an element count read from the body.
 pub fn decode_frame<T: Decode<()>>(bytes: &[u8], limit: u64) -> Result<T, CoreError> {
     if bytes.len() < HEADER_LEN {
         return Err(CoreError::Truncated {
@@ -58,8 +108,7 @@ pub fn decode_frame<T: Decode<()>>(bytes: &[u8], limit: u64) -> Result<T, CoreEr
             had: body.len() as u64,
         });
     }
-    let (msg, _) = bincode::decode_from_slice(&body[..len as usize], config())?;
-    Ok(msg)
+    decode_body(&body[..len as usize])
 }
 
 #[cfg(test)]
