@@ -43,6 +43,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start one node of a multi-machine cluster (run one per machine).
+    Node {
+        /// Cluster configuration listing every node.
+        #[arg(long)]
+        config: PathBuf,
+        /// This node's name in the configuration.
+        #[arg(long)]
+        name: String,
+        /// Seed (head node only; overrides run.seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run directory to create (head node only).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the summary as JSON on stdout instead of the table (head node).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a cluster CA and one certificate per node of the configuration.
+    Certs {
+        /// Cluster configuration listing every node.
+        #[arg(long)]
+        config: PathBuf,
+        /// Where to write ca.pem, ca.key and NAME.pem / NAME.key per node.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn read_config(path: Option<PathBuf>) -> anyhow::Result<(String, PathBuf)> {
@@ -99,10 +126,25 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TROUPE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "warn,ractor_cluster=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+    };
+    let report = |summary: &Summary, json: bool| -> anyhow::Result<()> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(summary)?);
+        } else {
+            print_table(summary);
+        }
+        Ok(())
+    };
     match cli.command {
         Command::Run {
             config,
@@ -120,17 +162,40 @@ fn main() -> anyhow::Result<()> {
                 seed_trajectories,
             };
             let progress: Arc<dyn troupe_actors::Progress> = Arc::new(progress::Bars::new());
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(4)
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            let summary = runtime.block_on(troupe_actors::run(opts, progress))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else {
-                print_table(&summary);
+            let summary = runtime()?.block_on(troupe_actors::run(opts, progress))?;
+            report(&summary, json)?;
+        }
+        Command::Node {
+            config,
+            name,
+            seed,
+            out,
+            json,
+        } => {
+            let opts = troupe_actors::NodeOptions {
+                config,
+                name,
+                seed,
+                out,
+            };
+            let progress: Arc<dyn troupe_actors::Progress> = Arc::new(progress::Bars::new());
+            if let Some(summary) = runtime()?.block_on(troupe_actors::node(opts, progress))? {
+                report(&summary, json)?;
             }
+        }
+        Command::Certs { config, out } => {
+            let cfg = troupe_actors::config::ClusterConfig::load(&config)?;
+            let names: Vec<String> = cfg.nodes().into_iter().map(|n| n.name).collect();
+            let certs = troupe_transport::generate_cluster(&names)?;
+            troupe_transport::write_cluster(&out, &certs)?;
+            println!(
+                "wrote a cluster CA and certificates for {} to {}",
+                names.join(", "),
+                out.display()
+            );
+            println!(
+                "copy ca.pem and each node's NAME.pem / NAME.key to that node; keep ca.key offline"
+            );
         }
     }
     Ok(())

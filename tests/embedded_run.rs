@@ -360,8 +360,8 @@ fn samples_older_than_max_staleness_are_dropped_and_counted() {
         &dir,
         &[
             ("task", "heldout_size", "40"),
-            ("sft", "steps", "30"),
-            ("rl", "steps", "8"),
+            ("sft", "steps", "120"),
+            ("rl", "steps", "10"),
             ("rl", "groups_per_batch", "8"),
             ("rl", "async_lag", "3"),
             ("rl", "max_staleness", "1"),

@@ -7,6 +7,7 @@
 //! - [`remote`] — process groups and how messages cross the network.
 //! - [`weights`] — the bulk weight channel (in-process store; QUIC streams later).
 //! - [`roles`] — Coordinator, Sampler, EnvHost, Judge, ReplayBuffer, Learner.
+//! - [`node`] — `troupe node`: one machine of a cluster, over QUIC.
 //! - [`run`] — spawns every role in one process and drives a run to its summary.
 //!
 //! ```
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod messages;
+pub mod node;
 pub mod progress;
 pub mod remote;
 pub mod roles;
@@ -25,6 +27,7 @@ pub mod schedule;
 pub mod summary;
 pub mod weights;
 
+pub use node::{NodeOptions, node};
 pub use progress::Progress;
 pub use run::{RunOptions, run};
 pub use summary::Summary;

@@ -95,7 +95,25 @@ pub enum LearnerMsg {
 
 // With ractor's `cluster` feature every message type states how it crosses the
 // network. Messages between nodes are serialised below; the rest are node-local.
-impl ractor::Message for SamplerMsg {}
+// Samplers are counted across nodes through their process group, which only lists
+// actors whose messages can cross the network.
+impl ractor::Message for SamplerMsg {
+    fn serializable() -> bool {
+        true
+    }
+
+    fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
+        let SamplerMsg::Pull = self;
+        remote::cast("Pull", &())
+    }
+
+    fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
+        match msg {
+            SerializedMessage::Cast { variant, .. } if variant == "Pull" => Ok(SamplerMsg::Pull),
+            _ => Err(BoxedDowncastErr),
+        }
+    }
+}
 impl ractor::Message for LearnerMsg {}
 
 impl ractor::Message for CoordinatorMsg {
@@ -272,6 +290,7 @@ mod tests {
             groups: vec![(0, task.clone())],
             group_size: 8,
             publication: 2,
+            sampling_seed: 9,
         }));
         round_trip(Work::Eval(EvalUnit {
             round: 1,

@@ -167,6 +167,46 @@ fn spawn_err(role: &'static str) -> impl FnOnce(ractor::SpawnErr) -> ActorError 
 /// Runs the whole job in this process: every role of every node in `cluster.toml` as
 /// local actors. Returns the summary also written to `RUN_DIR/summary.json`.
 pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summary, ActorError> {
+    let head = prepare_head(&opts, progress.as_ref())?;
+    let cfg = head.cfg.clone();
+    let weights = WeightStore::new(cfg.rl.async_lag as usize + 3);
+    let (coordinator, done) = spawn_coordinator(&head, progress).await?;
+    let ctx = RoleContext {
+        cfg: &cfg,
+        seed: head.seed,
+        weights,
+        head: Some(head.context()),
+        first_sampler: 0,
+    };
+    spawn_roles(&ctx, &cfg.total_roles(), Some(coordinator.get_cell())).await?;
+    wait_for_summary(coordinator, done).await
+}
+
+/// What the head node (coordinator and learner) prepares before a run starts.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub cfg: ClusterConfig,
+    pub run_dir: PathBuf,
+    pub seed: u64,
+    pub state: RunState,
+    pub start: StartPoint,
+    pub resume: Option<PathBuf>,
+    pub seed_examples: Vec<SftExample>,
+    pub heldout: Vec<troupe_core::TaskSpec>,
+}
+
+impl Head {
+    pub(crate) fn context(&self) -> HeadContext {
+        HeadContext {
+            run_dir: self.run_dir.clone(),
+            resume: self.resume.clone(),
+        }
+    }
+}
+
+/// Creates or reopens the run directory, reads the seed trajectories and draws the
+/// held-out set.
+pub(crate) fn prepare_head(opts: &RunOptions, progress: &dyn Progress) -> Result<Head, ActorError> {
     let (cfg, run_dir, state, start, resume_ckpt) = match &opts.resume {
         Some(dir) => {
             let cfg = ClusterConfig::load(&dir.join(CONFIG_COPY))?;
@@ -241,54 +281,31 @@ pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summar
         }
     }
     let seed_examples = if start == StartPoint::Fresh {
-        load_seed_examples(&seeds_path, &cfg, progress.as_ref())?
+        load_seed_examples(&seeds_path, &cfg, progress)?
     } else {
         Vec::new()
     };
     let source = TaskSource::new(cfg.task.task_config(), seed)
         .map_err(|e| ActorError::Seeds(e.to_string()))?;
     let heldout = source.heldout(cfg.task.heldout_size);
-
-    let (coordinator, coordinator_handle) = spawn_coordinator(
-        &cfg,
+    Ok(Head {
+        cfg,
+        run_dir,
         seed,
-        &run_dir,
-        heldout,
-        seed_examples,
         state,
         start,
-        progress,
-    )
-    .await?;
-    let weights = WeightStore::new(cfg.rl.async_lag as usize + 3);
-    let head = HeadContext {
-        run_dir: run_dir.clone(),
         resume: resume_ckpt,
-    };
-    let ctx = RoleContext {
-        cfg: &cfg,
-        seed,
-        weights,
-        head: Some(head),
-        first_sampler: 0,
-    };
-    spawn_roles(&ctx, &cfg.total_roles(), Some(coordinator.get_cell())).await?;
-    wait_for_summary(coordinator, coordinator_handle).await
+        seed_examples,
+        heldout,
+    })
 }
 
 /// The coordinator's completion channel.
 type Done = oneshot::Receiver<Result<Summary, String>>;
 
 /// Starts the coordinator; it begins the run once every role in the config has joined.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn spawn_coordinator(
-    cfg: &ClusterConfig,
-    seed: u64,
-    run_dir: &Path,
-    heldout: Vec<troupe_core::TaskSpec>,
-    seed_examples: Vec<SftExample>,
-    state: RunState,
-    start: StartPoint,
+    head: &Head,
     progress: Arc<dyn Progress>,
 ) -> Result<
     (
@@ -297,6 +314,7 @@ pub(crate) async fn spawn_coordinator(
     ),
     ActorError,
 > {
+    let (cfg, seed) = (&head.cfg, head.seed);
     let rl = &cfg.rl;
     let (done_tx, done_rx) = oneshot::channel();
     let coordinator_args = CoordinatorArgs {
@@ -310,14 +328,14 @@ pub(crate) async fn spawn_coordinator(
             total_steps: rl.steps,
             eval_chunk: 100,
         },
-        run_dir: run_dir.to_path_buf(),
-        heldout,
-        seed_examples,
+        run_dir: head.run_dir.clone(),
+        heldout: head.heldout.clone(),
+        seed_examples: head.seed_examples.clone(),
         sft_steps: cfg.sft.steps,
         eval_every: rl.eval_every,
         checkpoint_every: rl.checkpoint_every,
-        state,
-        start,
+        state: head.state.clone(),
+        start: head.start,
         progress,
         done: Arc::new(Mutex::new(Some(done_tx))),
         required: cfg.total_roles(),
@@ -465,7 +483,6 @@ pub(crate) async fn spawn_roles(
     for i in 0..roles.samplers {
         let args = SamplerArgs {
             index: ctx.first_sampler + i,
-            seed: ctx.seed,
             model: cfg.model.clone(),
             params,
             weights: ctx.weights.clone(),

@@ -158,6 +158,7 @@ impl Schedule {
             groups,
             group_size: self.cfg.group_size,
             publication: self.publication_for(b),
+            sampling_seed: mix(self.cfg.seed, u64::MAX - b),
         };
         if end == self.cfg.groups_per_batch {
             self.next_batch += 1;

@@ -23,14 +23,17 @@ pub struct Published {
 pub struct WeightStore {
     inner: Arc<Mutex<BTreeMap<u64, Published>>>,
     keep: usize,
+    latest: Arc<tokio::sync::watch::Sender<Option<u64>>>,
 }
 
 impl WeightStore {
     /// A store keeping the `keep` newest publications.
     pub fn new(keep: usize) -> Self {
+        let (latest, _) = tokio::sync::watch::channel(None);
         Self {
             inner: Arc::new(Mutex::new(BTreeMap::new())),
             keep: keep.max(1),
+            latest: Arc::new(latest),
         }
     }
 
@@ -46,6 +49,19 @@ impl WeightStore {
         while map.len() > self.keep {
             map.pop_first();
         }
+        drop(map);
+        self.latest.send_if_modified(|l| {
+            let newer = l.is_none_or(|held| index > held);
+            if newer {
+                *l = Some(index);
+            }
+            newer
+        });
+    }
+
+    /// Notified with the newest publication index whenever a newer one is published.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<u64>> {
+        self.latest.subscribe()
     }
 
     /// The publication `index`, if still held.

@@ -15,6 +15,9 @@ pub struct TrainUnit {
     pub group_size: u32,
     /// Weight publication to generate with (exactly this one, for reproducibility).
     pub publication: u64,
+    /// Seed of the unit\'s sampling randomness (each episode mixes in its own id), set
+    /// by the coordinator so sampling does not depend on which node runs the unit.
+    pub sampling_seed: u64,
 }
 
 /// Held-out tasks to run greedily for evaluation round `round`.

@@ -89,6 +89,7 @@ fn work() -> impl Strategy<Value = Work> {
                     groups,
                     group_size,
                     publication,
+                    sampling_seed: publication ^ batch,
                 })
             ),
         (any::<u32>(), vec(task(), 0..6), any::<u64>()).prop_map(|(round, tasks, publication)| {
@@ -266,6 +267,7 @@ fn sample_work() -> Work {
         groups: vec![(0, task(1)), (1, task(2))],
         group_size: 4,
         publication: 3,
+        sampling_seed: 5,
     })
 }
 
@@ -546,6 +548,7 @@ fn memory_heavy_valid_payloads_decode() {
             groups: vec![(0, empty.clone()); n],
             group_size: 1,
             publication: 2,
+            sampling_seed: u64::MAX,
         }));
         let mut s = sample_scored();
         s.reward.breakdown = vec![(String::new(), 0.0); n];

@@ -197,6 +197,7 @@ impl From<AWork> for Work {
                 groups: groups.into_iter().map(|(g, t)| (g, t.into())).collect(),
                 group_size,
                 publication,
+                sampling_seed: publication.rotate_left(17) ^ batch,
             }),
             AWork::Eval {
                 round,

@@ -181,6 +181,28 @@ impl WeightSnapshot {
             .sum()
     }
 
+    /// The weights as safetensors bytes (what crosses the network on a weight sync).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let views = self.tensors.iter().map(|(n, t)| (n.as_str(), t));
+        safetensors::serialize(views, None).map_err(|e| ModelError::Weight {
+            name: "<snapshot>".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Weights from safetensors bytes; malformed bytes are an error, never a panic.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let map = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
+        let mut tensors: Vec<(String, Tensor)> = map
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?)))
+            .collect::<Result<_>>()?;
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Self {
+            tensors: Arc::new(tensors),
+        })
+    }
+
     /// Writes the weights as a safetensors file.
     pub fn save(&self, path: &Path) -> Result<()> {
         candle_core::safetensors::save(&self.to_map(), path)?;
@@ -201,6 +223,15 @@ impl WeightSnapshot {
     }
 
     /// Largest absolute difference between two snapshots with the same names.
+    ///
+    /// ```
+    /// # use troupe_model::{ModelConfig, Params, WeightSnapshot};
+    /// let cfg = ModelConfig { d_model: 16, n_layers: 1, n_heads: 2, d_ff: 32, max_seq: 16, ..ModelConfig::default() };
+    /// let w = Params::init(&cfg, 3).unwrap().snapshot().unwrap();
+    /// let back = WeightSnapshot::from_bytes(&w.to_bytes().unwrap()).unwrap();
+    /// assert_eq!(w.max_abs_diff(&back).unwrap(), 0.0);
+    /// assert!(WeightSnapshot::from_bytes(b"not safetensors").is_err());
+    /// ```
     pub fn max_abs_diff(&self, other: &WeightSnapshot) -> Result<f32> {
         let theirs = other.map();
         let mut worst = 0f32;

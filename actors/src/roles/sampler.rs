@@ -29,8 +29,6 @@ pub struct Sampler;
 pub struct SamplerArgs {
     /// Index among samplers.
     pub index: u32,
-    /// Run seed (sampling randomness derives from it and the episode id).
-    pub seed: u64,
     /// Model shape.
     pub model: ModelConfig,
     /// Training sampling parameters (evaluation is greedy with the same token budget).
@@ -73,7 +71,12 @@ impl SamplerState {
 
     /// Runs `jobs` to completion as one batch and hands the trajectories to judges.
     /// Returns the policy tokens generated.
-    async fn run(&mut self, jobs: Vec<Job>, greedy: bool) -> Result<u64, ActorProcessingErr> {
+    /// `sampling_seed: None` decodes greedily.
+    async fn run(
+        &mut self,
+        jobs: Vec<Job>,
+        sampling_seed: Option<u64>,
+    ) -> Result<u64, ActorProcessingErr> {
         let a = &self.args;
         let env_hosts = members::<EnvHostMsg>(group::ENV_HOST);
         let judges = members::<JudgeMsg>(group::JUDGE);
@@ -87,14 +90,14 @@ impl SamplerState {
                 .map_err(|e| format!("env host refused episode {}: {e}", job.id))?;
             episodes.push((Episode::start(job.id, job.task, job.purpose, &first), false));
         }
-        let params = if greedy {
+        let params = if sampling_seed.is_none() {
             SamplingParams::greedy(a.params.max_new_tokens)
         } else {
             a.params
         };
         let mut rngs: Vec<ChaCha8Rng> = episodes
             .iter()
-            .map(|(e, _)| ChaCha8Rng::seed_from_u64(mix(a.seed, e.id())))
+            .map(|(e, _)| ChaCha8Rng::seed_from_u64(mix(sampling_seed.unwrap_or(0), e.id())))
             .collect();
         let Some((_, version, model)) = &self.replica else {
             return Err("sampler has no weights".into());
@@ -183,7 +186,7 @@ impl Actor for Sampler {
                     })
                     .collect();
                 let trajectories = jobs.len() as u64;
-                let tokens = state.run(jobs, false).await?;
+                let tokens = state.run(jobs, Some(unit.sampling_seed)).await?;
                 coordinator.cast(CoordinatorMsg::Sampled {
                     tokens,
                     trajectories,
@@ -201,7 +204,7 @@ impl Actor for Sampler {
                         purpose: Purpose::Eval { round: unit.round },
                     })
                     .collect();
-                state.run(jobs, true).await?;
+                state.run(jobs, None).await?;
                 myself.cast(SamplerMsg::Pull)?;
             }
             Work::Wait => {

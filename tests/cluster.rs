@@ -1,0 +1,286 @@
+//! Multi-process cluster tests: real `troupe node` processes on loopback, real QUIC
+//! with mutual TLS, real ractor sessions.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn troupe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_troupe"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("troupe-cluster-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `examples/cluster-3node.toml` with free ports, a small budget and `extra` appended.
+fn three_node_config(dir: &Path, cookie: &str, tls_dir: &str) -> PathBuf {
+    let mut text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/cluster-3node.toml"
+    ))
+    .unwrap();
+    for port in ["7411", "7412", "7413"] {
+        text = text.replace(
+            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{}", free_udp_port()),
+        );
+    }
+    let swaps = [
+        ("cookie = \"change-me\"", format!("cookie = \"{cookie}\"")),
+        (
+            "tls_dir = \"certs-3node\"",
+            format!("tls_dir = \"{tls_dir}\""),
+        ),
+        ("heldout_size = 400", "heldout_size = 200".into()),
+        ("steps = 200", "steps = 150".into()),
+        ("steps = 300", "steps = 60".into()),
+        ("groups_per_batch = 32", "groups_per_batch = 16".into()),
+        ("eval_every = 50", "eval_every = 30".into()),
+    ];
+    for (from, to) in swaps {
+        assert!(text.contains(from), "{from} not in the example");
+        text = text.replacen(from, &to, 1);
+    }
+    let path = dir.join(format!("cluster-{cookie}-{tls_dir}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn certs(config: &Path, out: &Path) {
+    let status = troupe()
+        .arg("certs")
+        .arg("--config")
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(config: &Path, name: &str, log: &Path, extra: &[&str]) -> Node {
+    let child = troupe()
+        .args(["node", "--config"])
+        .arg(config)
+        .args(["--name", name])
+        .args(extra)
+        .env("TROUPE_LOG", "warn")
+        .stdout(Stdio::from(
+            std::fs::File::create(log.with_extension("out")).unwrap(),
+        ))
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+        .spawn()
+        .unwrap();
+    Node(child)
+}
+
+/// Socket inodes of `pid`'s open file descriptors.
+fn socket_inodes(pid: u32) -> HashSet<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return HashSet::new();
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy().into_owned();
+            t.strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Established TCP connections held by `pid` (listening sockets are allowed).
+fn established_tcp(pid: u32) -> usize {
+    let inodes = socket_inodes(pid);
+    let mut n = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 9 && cols[3] == "01" && inodes.contains(cols[9]) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn wait_until(deadline: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn summary(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn three_nodes_learn_exactly_like_the_embedded_run_and_hold_no_tcp() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir("3node");
+    let config = three_node_config(&dir, "c00kie", "certs");
+    certs(&config, &dir.join("certs"));
+    let out = dir.join("run");
+    // Nodes start in any order: the workers first, the head last.
+    let mut env = start(&config, "env", &dir.join("env.log"), &[]);
+    let mut gen_ = start(&config, "gen", &dir.join("gen.log"), &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut head = start(
+        &config,
+        "head",
+        &dir.join("head.log"),
+        &["--out", out.to_str().unwrap(), "--seed", "3"],
+    );
+
+    // Mid-run, no node holds an established TCP connection: sessions ride on QUIC.
+    wait_until(Duration::from_secs(300), "RL to start", || {
+        std::fs::read_to_string(out.join("metrics.jsonl")).is_ok_and(|m| m.lines().count() >= 2)
+    });
+    for (name, node) in [("head", &head), ("gen", &gen_), ("env", &env)] {
+        assert_eq!(
+            established_tcp(node.0.id()),
+            0,
+            "{name} holds a TCP connection"
+        );
+    }
+    let status = head.0.wait().unwrap();
+    let log = std::fs::read_to_string(dir.join("head.log")).unwrap();
+    assert!(status.success(), "head failed: {log}");
+    for (name, node) in [("gen", &mut gen_), ("env", &mut env)] {
+        let end = Instant::now() + Duration::from_secs(20);
+        let st = loop {
+            if let Some(st) = node.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < end, "{name} did not exit after the run");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(st.success(), "{name} exited with {st}");
+    }
+    let cluster = summary(&out.join("summary.json"));
+
+    // The same job in one process gives the same numbers: the schedule is deterministic.
+    let embedded = troupe()
+        .args(["run", "--json", "--seed", "3", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.join("embedded"))
+        .output()
+        .unwrap();
+    assert!(
+        embedded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&embedded.stderr)
+    );
+    let embedded: Value = serde_json::from_slice(&embedded.stdout).unwrap();
+    assert_eq!(cluster["heldout"], embedded["heldout"]);
+    assert_eq!(cluster["trajectories"], embedded["trajectories"]);
+    let h = &cluster["heldout"];
+    let (sft, rl) = (
+        h["after_sft"].as_f64().unwrap(),
+        h["after_rl"].as_f64().unwrap(),
+    );
+    assert!(
+        rl >= sft + 0.05,
+        "RL did not improve held-out accuracy: {sft} -> {rl}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Starts the head and an impostor `gen` node, and checks the run never starts.
+fn impostor_is_refused(impostor_config: &Path, config: &Path, dir: &Path) {
+    let out = dir.join("run");
+    let _head = start(
+        config,
+        "head",
+        &dir.join("head.log"),
+        &["--out", out.to_str().unwrap()],
+    );
+    let _env = start(config, "env", &dir.join("env.log"), &[]);
+    let _impostor = start(impostor_config, "gen", &dir.join("impostor.log"), &[]);
+    // The head waits for samplers and says so every 5 s; after two notices it still has none.
+    wait_until(Duration::from_secs(60), "the head to wait twice", || {
+        std::fs::read_to_string(dir.join("head.log"))
+            .is_ok_and(|l| l.matches("waiting for samplers (0/2)").count() >= 2)
+    });
+    let state = summary(&out.join("run_state.json"));
+    assert!(
+        state["heldout"]["initial"].is_null(),
+        "the run started with an impostor"
+    );
+    assert!(!out.join("summary.json").exists());
+}
+
+#[test]
+fn node_with_a_foreign_certificate_is_refused() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir("foreign");
+    let config = three_node_config(&dir, "c00kie", "certs");
+    certs(&config, &dir.join("certs"));
+    // Same names and cookie, but certificates from another cluster CA.
+    let impostor = three_node_config(&dir, "c00kie", "other");
+    let ports = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &impostor,
+        ports.replace("tls_dir = \"certs\"", "tls_dir = \"other\""),
+    )
+    .unwrap();
+    certs(&impostor, &dir.join("other"));
+    impostor_is_refused(&impostor, &config, &dir);
+    let head = std::fs::read_to_string(dir.join("head.log")).unwrap();
+    assert!(
+        head.contains("refused a connection") || head.contains("certificate"),
+        "{head}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn node_with_the_wrong_cookie_is_refused() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir("cookie");
+    let config = three_node_config(&dir, "c00kie", "certs");
+    certs(&config, &dir.join("certs"));
+    // Valid certificates, wrong cookie.
+    let impostor = dir.join("impostor.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &impostor,
+        text.replace("cookie = \"c00kie\"", "cookie = \"wrong\""),
+    )
+    .unwrap();
+    impostor_is_refused(&impostor, &config, &dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
