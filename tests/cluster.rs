@@ -191,6 +191,35 @@ fn three_nodes_learn_exactly_like_the_embedded_run_and_hold_no_tcp() {
     }
     let cluster = summary(&out.join("summary.json"));
 
+    // Every publication after the initial weights went to the sampler node on its own
+    // stream, and each step's metrics show the samplers' version lag.
+    let syncs: Vec<Value> = std::fs::read_to_string(out.join("weight_sync.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(syncs.len() >= 60, "only {} weight syncs", syncs.len());
+    for s in &syncs {
+        assert_eq!(
+            (s["peers"].as_u64(), s["failed"].as_u64()),
+            (Some(1), Some(0)),
+            "{s}"
+        );
+        assert!(s["bytes"].as_u64().unwrap() > 1_000_000 && s["seconds"].as_f64().unwrap() > 0.0);
+    }
+    let last: Value = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .last()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap();
+    let lag = last["sampler_version_lag"].as_object().unwrap();
+    assert_eq!(lag.len(), 2, "{last}");
+    assert!(
+        lag.values().all(|v| v.as_u64().is_some_and(|l| l <= 2)),
+        "{last}"
+    );
+
     // The same job in one process gives the same numbers: the schedule is deterministic.
     let embedded = troupe()
         .args(["run", "--json", "--seed", "3", "--config"])

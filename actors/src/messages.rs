@@ -19,6 +19,10 @@ pub enum CoordinatorMsg {
     RequestWork(u32, RpcReplyPort<Work>),
     /// A sampler reports policy tokens it generated for training.
     Sampled {
+        /// Which sampler.
+        sampler: u32,
+        /// The weight publication it generated with.
+        publication: u64,
         /// Policy tokens.
         tokens: u64,
         /// Trajectories.
@@ -127,9 +131,11 @@ impl ractor::Message for CoordinatorMsg {
                 remote::call("RequestWork", &sampler, reply)
             }
             CoordinatorMsg::Sampled {
+                sampler,
+                publication,
                 tokens,
                 trajectories,
-            } => remote::cast("Sampled", &(tokens, trajectories)),
+            } => remote::cast("Sampled", &(sampler, publication, tokens, trajectories)),
             CoordinatorMsg::EvalResult(s) => remote::cast("EvalResult", &*s),
             _ => Err(BoxedDowncastErr),
         }
@@ -148,8 +154,10 @@ impl ractor::Message for CoordinatorMsg {
             )),
             SerializedMessage::Cast { variant, args, .. } => match variant.as_str() {
                 "Sampled" => {
-                    let (tokens, trajectories) = remote::decode(&args)?;
+                    let (sampler, publication, tokens, trajectories) = remote::decode(&args)?;
                     Ok(CoordinatorMsg::Sampled {
+                        sampler,
+                        publication,
                         tokens,
                         trajectories,
                     })

@@ -114,6 +114,18 @@ pub async fn node(
     .with_listen_addr(std::net::IpAddr::from([127, 0, 0, 1]));
     let (node_server, _) = Actor::spawn(None, server, ()).await.map_err(fail)?;
 
+    let head = if me.roles.coordinator {
+        let run_opts = RunOptions {
+            config: (text, opts.config.clone()),
+            seed: opts.seed,
+            out: opts.out.clone(),
+            resume: None,
+            seed_trajectories: None,
+        };
+        Some(prepare_head(&run_opts, progress.as_ref())?)
+    } else {
+        None
+    };
     let weights = WeightStore::new(cfg.rl.async_lag as usize + 3);
     let peers: Peers = Arc::default();
     let link = Link {
@@ -122,6 +134,10 @@ pub async fn node(
         weights: weights.clone(),
         peers: peers.clone(),
         learner_here: me.roles.learner,
+        sync_log: head
+            .as_ref()
+            .filter(|_| me.roles.learner)
+            .map(|h| h.run_dir.join("weight_sync.jsonl")),
         sampler_nodes: nodes
             .iter()
             .filter(|n| n.roles.samplers > 0)
@@ -142,15 +158,7 @@ pub async fn node(
         .take_while(|n| n.name != me.name)
         .map(|n| n.roles.samplers)
         .sum();
-    let outcome = if me.roles.coordinator {
-        let run_opts = RunOptions {
-            config: (text, opts.config.clone()),
-            seed: opts.seed,
-            out: opts.out.clone(),
-            resume: None,
-            seed_trajectories: None,
-        };
-        let head = prepare_head(&run_opts, progress.as_ref())?;
+    let outcome = if let Some(head) = head {
         let (coordinator, done) = spawn_coordinator(&head, progress.clone()).await?;
         let ctx = RoleContext {
             cfg: &cfg,
@@ -170,10 +178,9 @@ pub async fn node(
             .find(|n| n.roles.coordinator)
             .map(|n| n.name.clone())
             .unwrap_or_default();
-        let seed = cfg.run.seed;
         let ctx = RoleContext {
             cfg: &cfg,
-            seed,
+            seed: cfg.run.seed,
             weights,
             head: None,
             first_sampler,
@@ -238,6 +245,8 @@ struct Link {
     peers: Peers,
     learner_here: bool,
     sampler_nodes: std::collections::HashSet<String>,
+    /// Where the learner's node records each weight sync (`weight_sync.jsonl`).
+    sync_log: Option<PathBuf>,
 }
 
 impl Link {
@@ -325,16 +334,38 @@ impl Link {
     }
 
     async fn send(&self, index: u64, conns: &[quinn::Connection]) {
-        let Some(p) = self.weights.get(index) else {
+        let Some(p) = self.weights.get(index).filter(|_| !conns.is_empty()) else {
             return;
         };
         let Ok(bytes) = encode_weights(p.version, &p.weights) else {
             return;
         };
+        let started = std::time::Instant::now();
+        let mut failed = 0;
         for r in bulk::broadcast_blob(conns, index, &bytes, bulk::DEFAULT_CHUNK).await {
             if let Err(e) = r {
+                failed += 1;
                 tracing::warn!(publication = index, error = %e, "weight sync failed");
             }
+        }
+        let Some(path) = &self.sync_log else {
+            return;
+        };
+        let line = serde_json::json!({
+            "publication": index,
+            "version": p.version.0,
+            "bytes": bytes.len(),
+            "peers": conns.len(),
+            "failed": failed,
+            "seconds": started.elapsed().as_secs_f64(),
+        });
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot record a weight sync");
         }
     }
 

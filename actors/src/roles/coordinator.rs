@@ -115,6 +115,8 @@ struct Round {
 pub struct CoordinatorState {
     args: CoordinatorArgs,
     waiting_since: Option<Instant>,
+    /// The publication each sampler last generated with.
+    sampler_publication: std::collections::BTreeMap<u32, u64>,
     schedule: Schedule,
     rounds: HashMap<u32, Round>,
     next_round: u32,
@@ -277,6 +279,11 @@ impl CoordinatorState {
             "grad_norm": r.grad_norm,
             "clip_fraction": r.clip_fraction,
             "approx_kl": r.approx_kl,
+            "sampler_version_lag": self
+                .sampler_publication
+                .iter()
+                .map(|(s, p)| (s.to_string(), r.publication.saturating_sub(*p)))
+                .collect::<std::collections::BTreeMap<_, _>>(),
             "wall_seconds": self.args.state.wall_seconds + self.started.elapsed().as_secs_f64(),
         });
         writeln!(self.metrics, "{line}")?;
@@ -371,6 +378,7 @@ impl Actor for Coordinator {
             schedule: Schedule::new(args.schedule.clone()),
             args,
             waiting_since: None,
+            sampler_publication: Default::default(),
             rounds: HashMap::new(),
             next_round: 0,
             metrics,
@@ -410,9 +418,12 @@ impl Actor for Coordinator {
                 let _ = reply.send(state.schedule.next_work());
             }
             CoordinatorMsg::Sampled {
+                sampler,
+                publication,
                 tokens,
                 trajectories,
             } => {
+                state.sampler_publication.insert(sampler, publication);
                 state.args.state.sampled_tokens += tokens;
                 state.args.state.trajectories.generated += trajectories;
             }

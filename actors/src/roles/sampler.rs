@@ -188,6 +188,8 @@ impl Actor for Sampler {
                 let trajectories = jobs.len() as u64;
                 let tokens = state.run(jobs, Some(unit.sampling_seed)).await?;
                 coordinator.cast(CoordinatorMsg::Sampled {
+                    sampler: state.args.index,
+                    publication: unit.publication,
                     tokens,
                     trajectories,
                 })?;
