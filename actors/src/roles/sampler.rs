@@ -58,10 +58,29 @@ impl SamplerState {
         {
             return Ok(*version);
         }
-        for _ in 0..6000 {
-            if let Some(p) = self.args.weights.get(index) {
+        // Wait for the exact publication (reproducibility); if it was missed while newer
+        // ones arrived, generate with the newest instead: trajectories record the version
+        // they were generated with, so staleness accounting stays right.
+        let store = &self.args.weights;
+        for attempt in 0..6000 {
+            let pick = match store.get(index) {
+                Some(p) => Some((index, p)),
+                None if attempt >= 1000 => store
+                    .latest()
+                    .filter(|&l| l > index)
+                    .and_then(|l| store.get(l).map(|p| (l, p))),
+                None => None,
+            };
+            if let Some((held, p)) = pick {
+                if held != index {
+                    tracing::warn!(
+                        wanted = index,
+                        used = held,
+                        "weights publication missed; using a newer one"
+                    );
+                }
                 let model = Transformer::new(&self.args.model, &p.weights.to_map())?;
-                self.replica = Some((index, p.version, model));
+                self.replica = Some((held, p.version, model));
                 return Ok(p.version);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
