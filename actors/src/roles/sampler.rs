@@ -236,3 +236,47 @@ impl Actor for Sampler {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use troupe_model::Params;
+
+    #[tokio::test]
+    async fn a_missed_publication_falls_back_to_a_newer_one() {
+        let model = ModelConfig {
+            d_model: 16,
+            n_layers: 1,
+            n_heads: 2,
+            d_ff: 32,
+            max_seq: 16,
+            ..ModelConfig::default()
+        };
+        let weights = WeightStore::new(4);
+        let snapshot = Params::init(&model, 1).unwrap().snapshot().unwrap();
+        weights.publish(5, PolicyVersion(9), snapshot.clone());
+        let args = SamplerArgs {
+            index: 0,
+            model,
+            params: SamplingParams::default(),
+            weights: weights.clone(),
+        };
+        let mut state = SamplerState {
+            args,
+            replica: None,
+        };
+        // Publication 5 is there: used at once.
+        assert_eq!(state.load(5).await.unwrap(), PolicyVersion(9));
+        // Publication 3 never arrives; after the grace period the newest one is used.
+        let started = std::time::Instant::now();
+        assert_eq!(state.load(3).await.unwrap(), PolicyVersion(9));
+        assert!(started.elapsed() >= Duration::from_secs(4));
+        // Publication 7 arrives late: waited for, then used exactly.
+        let late = weights.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            late.publish(7, PolicyVersion(11), snapshot);
+        });
+        assert_eq!(state.load(7).await.unwrap(), PolicyVersion(11));
+    }
+}
