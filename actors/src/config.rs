@@ -373,6 +373,11 @@ impl ClusterConfig {
                 ));
             }
         }
+        if nodes.iter().any(|n| n.roles.coordinator != n.roles.learner) {
+            return Err(
+                "[[nodes]] the learner must be on the node that hosts the coordinator".into(),
+            );
+        }
         let roles = self.total_roles();
         for (key, v) in [
             ("samplers", roles.samplers),
