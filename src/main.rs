@@ -1,5 +1,6 @@
 //! `troupe`: post-train a policy with RL. `troupe run` does the whole job on this machine.
 
+mod bench;
 mod progress;
 
 use std::path::PathBuf;
@@ -69,6 +70,11 @@ enum Command {
         /// Where to write ca.pem, ca.key and NAME.pem / NAME.key per node.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Measure parts of troupe against baselines from the same run (no thresholds).
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
     },
 }
 
@@ -197,6 +203,7 @@ fn main() -> anyhow::Result<()> {
                 "copy ca.pem and each node's NAME.pem / NAME.key to that node; keep ca.key offline"
             );
         }
+        Command::Bench { what } => bench::main(what)?,
     }
     Ok(())
 }
