@@ -1,4 +1,5 @@
-//! The embedded run: every role in one process, driven to a summary.
+//! Starting roles: the embedded run (every role in one process) and the pieces `troupe
+//! node` shares with it (head preparation, coordinator, role spawning).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
