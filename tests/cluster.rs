@@ -65,15 +65,19 @@ fn three_node_config(dir: &Path, cookie: &str, tls_dir: &str) -> PathBuf {
 }
 
 fn certs(config: &Path, out: &Path) {
-    let status = troupe()
+    let done = troupe()
         .arg("certs")
         .arg("--config")
         .arg(config)
         .arg("--out")
         .arg(out)
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
 }
 
 struct Node(Child);
