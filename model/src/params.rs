@@ -192,7 +192,11 @@ impl WeightSnapshot {
 
     /// Weights from safetensors bytes; malformed bytes are an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let map = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
+        Self::from_map(candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?)
+    }
+
+    /// Named tensors as f32, in name order.
+    fn from_map(map: HashMap<String, Tensor>) -> Result<Self> {
         let mut tensors: Vec<(String, Tensor)> = map
             .into_iter()
             .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?)))
@@ -211,15 +215,7 @@ impl WeightSnapshot {
 
     /// Reads weights from a safetensors file.
     pub fn load(path: &Path) -> Result<Self> {
-        let map = candle_core::safetensors::load(path, &Device::Cpu)?;
-        let mut tensors: Vec<(String, Tensor)> = map
-            .into_iter()
-            .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?)))
-            .collect::<Result<_>>()?;
-        tensors.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Self {
-            tensors: Arc::new(tensors),
-        })
+        Self::from_map(candle_core::safetensors::load(path, &Device::Cpu)?)
     }
 
     /// Largest absolute difference between two snapshots with the same names.
