@@ -35,14 +35,16 @@ pub fn join(group: &str, cell: ActorCell) {
     ractor::pg::join(group.to_string(), vec![cell]);
 }
 
-pub(crate) fn encode<T: Encode>(value: &T) -> Result<Vec<u8>, BoxedDowncastErr> {
+/// Encodes `value` as one of troupe's frames.
+pub fn encode<T: Encode>(value: &T) -> Result<Vec<u8>, BoxedDowncastErr> {
     encode_frame(value).map_err(|e| {
         tracing::error!(error = %e, "cannot encode an actor message");
         BoxedDowncastErr
     })
 }
 
-pub(crate) fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, BoxedDowncastErr> {
+/// Decodes a frame written by [`encode`]; malformed bytes are refused, never a panic.
+pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, BoxedDowncastErr> {
     decode_frame(bytes, DEFAULT_FRAME_LIMIT).map_err(|e| {
         tracing::warn!(error = %e, "refused a malformed actor message");
         BoxedDowncastErr
@@ -50,10 +52,7 @@ pub(crate) fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, BoxedDowncastErr>
 }
 
 /// A cast with `variant` and `args`.
-pub(crate) fn cast<T: Encode>(
-    variant: &str,
-    args: &T,
-) -> Result<SerializedMessage, BoxedDowncastErr> {
+pub fn cast<T: Encode>(variant: &str, args: &T) -> Result<SerializedMessage, BoxedDowncastErr> {
     Ok(SerializedMessage::Cast {
         variant: variant.into(),
         args: encode(args)?,
@@ -62,7 +61,7 @@ pub(crate) fn cast<T: Encode>(
 }
 
 /// A call with `variant`, `args` and a typed reply port bridged to bytes.
-pub(crate) fn call<A: Encode, R: Decode<()> + Send + 'static>(
+pub fn call<A: Encode, R: Decode<()> + Send + 'static>(
     variant: &str,
     args: &A,
     reply: RpcReplyPort<R>,
@@ -89,9 +88,7 @@ pub(crate) fn call<A: Encode, R: Decode<()> + Send + 'static>(
 }
 
 /// A typed reply port whose answer is encoded into the peer's byte reply port.
-pub(crate) fn reply_port<R: Encode + Send + 'static>(
-    bytes: RpcReplyPort<Vec<u8>>,
-) -> RpcReplyPort<R> {
+pub fn reply_port<R: Encode + Send + 'static>(bytes: RpcReplyPort<Vec<u8>>) -> RpcReplyPort<R> {
     let (tx, rx) = ractor::concurrency::oneshot::<R>();
     let timeout = bytes.get_timeout();
     tokio::spawn(async move {

@@ -2,12 +2,13 @@
 //! its count on a flush. The same actor serves the local baseline (same process) and the
 //! remote figure (another process, reached through a ractor_cluster session over QUIC).
 //!
-//! Wire format of the remote variants (ractor's `SerializedMessage`, variant by name):
-//! `Tick` carries its payload as is (at most [`MAX_TICK`] bytes); `Ping` carries a `u64`
-//! big-endian; `Flush` carries nothing; replies are a `u64` big-endian.
+//! Remote variants cross the network exactly as troupe's own actor messages do
+//! (`troupe_actors::remote`: versioned frames, reply ports bridged to bytes), so the
+//! remote figure measures the real message path.
 
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use troupe_actors::remote;
 
 /// Process group the remote counter joins, so the other node can find it.
 pub const GROUP: &str = "troupe-bench/counter";
@@ -64,29 +65,21 @@ impl ractor::Message for CounterMsg {
     }
 
     fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
-        let call = |variant: &str, args: Vec<u8>, reply| SerializedMessage::Call {
-            variant: variant.into(),
-            args,
-            reply: bytes_port(reply),
-            metadata: None,
-        };
-        Ok(match self {
-            CounterMsg::Tick(payload) => SerializedMessage::Cast {
-                variant: "Tick".into(),
-                args: payload,
-                metadata: None,
-            },
-            CounterMsg::Ping(n, reply) => call("Ping", n.to_be_bytes().to_vec(), reply),
-            CounterMsg::Flush(reply) => call("Flush", Vec::new(), reply),
-        })
+        match self {
+            CounterMsg::Tick(payload) => remote::cast("Tick", &payload),
+            CounterMsg::Ping(n, reply) => remote::call("Ping", &n, reply),
+            CounterMsg::Flush(reply) => remote::call("Flush", &(), reply),
+        }
     }
 
     fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
         match msg {
-            SerializedMessage::Cast { variant, args, .. }
-                if variant == "Tick" && args.len() <= MAX_TICK =>
-            {
-                Ok(CounterMsg::Tick(args))
+            SerializedMessage::Cast { variant, args, .. } if variant == "Tick" => {
+                let payload: Vec<u8> = remote::decode(&args)?;
+                if payload.len() > MAX_TICK {
+                    return Err(BoxedDowncastErr);
+                }
+                Ok(CounterMsg::Tick(payload))
             }
             SerializedMessage::Call {
                 variant,
@@ -94,49 +87,18 @@ impl ractor::Message for CounterMsg {
                 reply,
                 ..
             } => match variant.as_str() {
-                "Ping" => Ok(CounterMsg::Ping(decode_u64(&args)?, typed_port(reply))),
-                "Flush" if args.is_empty() => Ok(CounterMsg::Flush(typed_port(reply))),
+                "Ping" => Ok(CounterMsg::Ping(
+                    remote::decode(&args)?,
+                    remote::reply_port(reply),
+                )),
+                "Flush" => {
+                    let () = remote::decode(&args)?;
+                    Ok(CounterMsg::Flush(remote::reply_port(reply)))
+                }
                 _ => Err(BoxedDowncastErr),
             },
             _ => Err(BoxedDowncastErr),
         }
-    }
-}
-
-fn decode_u64(bytes: &[u8]) -> Result<u64, BoxedDowncastErr> {
-    let bytes: [u8; 8] = bytes.try_into().map_err(|_| BoxedDowncastErr)?;
-    Ok(u64::from_be_bytes(bytes))
-}
-
-/// Caller side: a byte reply port whose answer is decoded into the caller's typed port.
-fn bytes_port(reply: RpcReplyPort<u64>) -> RpcReplyPort<Vec<u8>> {
-    let (tx, rx) = ractor::concurrency::oneshot::<Vec<u8>>();
-    let timeout = reply.get_timeout();
-    tokio::spawn(async move {
-        if let Ok(bytes) = rx.await
-            && let Ok(value) = decode_u64(&bytes)
-        {
-            let _ = reply.send(value);
-        }
-    });
-    match timeout {
-        Some(t) => RpcReplyPort::from((tx, t)),
-        None => RpcReplyPort::from(tx),
-    }
-}
-
-/// Callee side: a typed reply port whose answer is encoded into the peer's byte port.
-fn typed_port(bytes: RpcReplyPort<Vec<u8>>) -> RpcReplyPort<u64> {
-    let (tx, rx) = ractor::concurrency::oneshot::<u64>();
-    let timeout = bytes.get_timeout();
-    tokio::spawn(async move {
-        if let Ok(value) = rx.await {
-            let _ = bytes.send(value.to_be_bytes().to_vec());
-        }
-    });
-    match timeout {
-        Some(t) => RpcReplyPort::from((tx, t)),
-        None => RpcReplyPort::from(tx),
     }
 }
 
@@ -148,18 +110,41 @@ mod tests {
 
     #[test]
     fn malformed_remote_messages_are_refused() {
-        let cast = |variant: &str, args: Vec<u8>| SerializedMessage::Cast {
-            variant: variant.into(),
-            args,
-            metadata: None,
-        };
+        let cast = |variant: &str, payload: Vec<u8>| remote::cast(variant, &payload).unwrap();
         assert!(CounterMsg::deserialize(cast("Tick", vec![0; MAX_TICK + 1])).is_err());
         assert!(CounterMsg::deserialize(cast("Tock", vec![0; 8])).is_err());
         assert!(matches!(
             CounterMsg::deserialize(cast("Tick", vec![7; 64])),
             Ok(CounterMsg::Tick(p)) if p.len() == 64
         ));
-        assert!(decode_u64(&[1, 2, 3]).is_err());
-        assert_eq!(decode_u64(&42u64.to_be_bytes()).ok(), Some(42));
+        let raw = SerializedMessage::Cast {
+            variant: "Tick".into(),
+            args: vec![1, 2, 3],
+            metadata: None,
+        };
+        assert!(CounterMsg::deserialize(raw).is_err());
+    }
+
+    #[tokio::test]
+    async fn ping_arguments_are_checked() {
+        let (tx, _rx) = ractor::concurrency::oneshot::<Vec<u8>>();
+        let bad = SerializedMessage::Call {
+            variant: "Ping".into(),
+            args: vec![1, 2, 3],
+            reply: tx.into(),
+            metadata: None,
+        };
+        assert!(CounterMsg::deserialize(bad).is_err());
+        let (tx, _rx) = ractor::concurrency::oneshot::<Vec<u8>>();
+        let good = SerializedMessage::Call {
+            variant: "Ping".into(),
+            args: remote::encode(&42u64).unwrap(),
+            reply: tx.into(),
+            metadata: None,
+        };
+        assert!(matches!(
+            CounterMsg::deserialize(good),
+            Ok(CounterMsg::Ping(42, _))
+        ));
     }
 }

@@ -40,6 +40,16 @@ pub struct BlobHeader {
 }
 
 impl BlobHeader {
+    /// The header announcing `bytes` as blob `id`, sent in chunks of `chunk` bytes.
+    pub fn for_blob(id: u64, bytes: &[u8], chunk: usize) -> Result<Self, TransportError> {
+        Ok(Self {
+            id,
+            total: bytes.len() as u64,
+            chunk_size: checked_chunk(chunk)?,
+            crc: crc32fast::hash(bytes),
+        })
+    }
+
     /// The header's wire encoding.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
@@ -64,13 +74,7 @@ pub fn encode_chunk_header(chunk: &[u8]) -> [u8; CHUNK_HEADER_LEN] {
 
 /// Encodes a whole blob frame into one buffer (what [`send_blob`] writes, in one piece).
 pub fn encode(id: u64, bytes: &[u8], chunk: usize) -> Result<Vec<u8>, TransportError> {
-    let chunk_size = checked_chunk(chunk)?;
-    let header = BlobHeader {
-        id,
-        total: bytes.len() as u64,
-        chunk_size,
-        crc: crc32fast::hash(bytes),
-    };
+    let header = BlobHeader::for_blob(id, bytes, chunk)?;
     let chunks = bytes.len().div_ceil(chunk);
     let mut out = Vec::with_capacity(HEADER_LEN + chunks * CHUNK_HEADER_LEN + bytes.len());
     out.extend_from_slice(&header.encode());
@@ -348,13 +352,7 @@ pub async fn send_blob(
     bytes: &[u8],
     chunk: usize,
 ) -> Result<(), TransportError> {
-    let chunk_size = checked_chunk(chunk)?;
-    let header = BlobHeader {
-        id,
-        total: bytes.len() as u64,
-        chunk_size,
-        crc: crc32fast::hash(bytes),
-    };
+    let header = BlobHeader::for_blob(id, bytes, chunk)?;
     let mut send = conn.open_uni().await?;
     send.write_all(&header.encode()).await?;
     for c in bytes.chunks(chunk) {
