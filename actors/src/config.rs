@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use troupe_env::{TaskConfig, TaskFamily};
 use troupe_model::ModelConfig;
+use troupe_model::tokenizer::ChatTokenizer;
 
 use crate::ActorError;
 
@@ -20,8 +21,12 @@ pub struct ClusterConfig {
     pub nodes: Vec<NodeConfig>,
     /// Settings shared by the nodes of a multi-machine cluster.
     pub cluster: ClusterSettings,
-    /// Policy shape.
+    /// Policy shape, or the pretrained model to start from (resolved when the file is
+    /// parsed: the shape then comes from the model file).
     pub model: ModelConfig,
+    /// The tokenizer and chat template of `model` (byte-level unless pretrained).
+    #[serde(skip)]
+    pub tokenizer: ChatTokenizer,
     /// The built-in task.
     pub task: TaskSettings,
     /// SFT warm start.
@@ -277,7 +282,7 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../cluster.toml");
 impl ClusterConfig {
     /// Parses `text` (read from `path`, used in messages) and validates it.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ActorError> {
-        let cfg: ClusterConfig = toml::from_str(text).map_err(|e| ActorError::Config {
+        let mut cfg: ClusterConfig = toml::from_str(text).map_err(|e| ActorError::Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
@@ -285,6 +290,11 @@ impl ClusterConfig {
             path: path.to_path_buf(),
             message,
         })?;
+        cfg.resolve_model(path)
+            .map_err(|message| ActorError::Config {
+                path: path.to_path_buf(),
+                message,
+            })?;
         Ok(cfg)
     }
 
@@ -329,6 +339,28 @@ impl ClusterConfig {
             t.judges += n.roles.judges;
         }
         t
+    }
+
+    /// Reads a pretrained model's shape and tokenizer (a relative `pretrained` path is
+    /// taken from the config file's directory when it exists there).
+    fn resolve_model(&mut self, path: &Path) -> Result<(), String> {
+        if let Some(p) = &self.model.pretrained
+            && p.is_relative()
+            && let Some(dir) = path.parent()
+            && dir.join(p).exists()
+        {
+            self.model.pretrained = Some(dir.join(p));
+        }
+        let spec = troupe_model::pretrained::resolve(&self.model).map_err(|e| {
+            if self.model.pretrained.is_some() {
+                format!("[model] pretrained: {e}")
+            } else {
+                format!("[model] {e}")
+            }
+        })?;
+        self.model = spec.config;
+        self.tokenizer = spec.tokenizer;
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), String> {

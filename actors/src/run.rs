@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use troupe_buffer::BufferConfig;
 use troupe_env::{Role, TaskSource};
 use troupe_learner::{LearnerConfig, SftExample, adamw::AdamWConfig, checkpoint, grpo::Clip};
-use troupe_model::tokenizer::{ChatTokenizer, TurnRole};
+use troupe_model::tokenizer::TurnRole;
 use troupe_sampler::SamplingParams;
 
 use crate::config::{ClusterConfig, Roles};
@@ -93,7 +93,7 @@ pub fn load_seed_examples(
             "{dropped} seed trajectories pose held-out problems and were left out"
         ));
     }
-    let tok = ChatTokenizer::new();
+    let tok = &cfg.tokenizer;
     let mut examples = Vec::with_capacity(set.conversations.len());
     for (i, conv) in set.conversations.iter().enumerate() {
         let turns: Vec<(TurnRole, &str)> = conv
@@ -485,6 +485,7 @@ pub(crate) async fn spawn_roles(
         let args = SamplerArgs {
             index: ctx.first_sampler + i,
             model: cfg.model.clone(),
+            tokenizer: cfg.tokenizer.clone(),
             params,
             weights: ctx.weights.clone(),
         };

@@ -63,9 +63,16 @@ pub struct Learner {
 }
 
 impl Learner {
-    /// A learner with freshly initialised weights drawn from `seed`.
+    /// A learner starting from the pretrained weights `model_cfg` names, or with
+    /// freshly initialised weights drawn from `seed`.
     pub fn new(model_cfg: &ModelConfig, cfg: LearnerConfig, seed: u64) -> Result<Self> {
-        let params = Params::init(model_cfg, seed)?;
+        let params = match &model_cfg.pretrained {
+            Some(_) => Params::from_snapshot(
+                model_cfg,
+                &troupe_model::pretrained::initial_weights(model_cfg)?,
+            )?,
+            None => Params::init(model_cfg, seed)?,
+        };
         let opt = AdamW::new(cfg.adamw, params.names(), params.vars())?;
         let state = LearnerState {
             step: 0,

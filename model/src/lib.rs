@@ -6,6 +6,10 @@
 //!   differentiable ops (own RMSNorm, plain softmax, learned positions), with a KV cache
 //!   for generation and an attention bias for left-padded batches.
 //! - [`params`] — named parameters, seeded initialisation, snapshots for weight publication.
+//! - [`pretrained`] — Llama-architecture models from GGUF ([`gguf`]) or Hugging Face
+//!   directories ([`hf`], also the export format), with their BPE tokenizer and ChatML
+//!   template ([`chatml`]).
+//! - [`layers`] — differentiable RMSNorm and RoPE, and dense or quantised linear weights.
 //! - [`logprob`] — per-token log-probs of chosen tokens, the quantity sampler and learner
 //!   must agree on.
 //!
@@ -20,9 +24,15 @@
 //! assert!(lp[0] < 0.0);
 //! ```
 
+pub mod chatml;
 pub mod config;
+pub mod gguf;
+pub mod hf;
+pub mod layers;
 pub mod logprob;
+pub mod names;
 pub mod params;
+pub mod pretrained;
 pub mod tokenizer;
 pub mod transformer;
 
@@ -47,6 +57,17 @@ pub enum ModelError {
     /// The model configuration is unusable.
     #[error("model config: {0}")]
     Config(String),
+    /// A tokenizer could not be built or used.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A pretrained model file or directory is unreadable or unsupported.
+    #[error("{}: {reason}", path.display())]
+    Pretrained {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
     /// A sequence exceeded the model's context length.
     #[error("sequence of {len} tokens exceeds max_seq = {max}")]
     TooLong {

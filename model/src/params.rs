@@ -8,31 +8,39 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{ModelConfig, ModelError, Result};
+use crate::{ModelConfig, ModelError, Result, config::Positions};
 
 /// Names and shapes of every parameter of a model with config `cfg`, in a fixed order.
+/// Linear weights are `[out, in]`.
 pub fn parameter_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let (d, f) = (cfg.d_model, cfg.d_ff);
-    let mut out = vec![
-        ("tok_emb".to_string(), vec![cfg.vocab, d]),
-        ("pos_emb".to_string(), vec![cfg.max_seq, d]),
-    ];
+    let kv = cfg.kv_heads() * cfg.head_dim();
+    let mut out = vec![("tok_emb".to_string(), vec![cfg.vocab, d])];
+    if cfg.positions == Positions::Learned {
+        out.push(("pos_emb".to_string(), vec![cfg.max_seq, d]));
+    }
     for l in 0..cfg.n_layers {
-        for (n, s) in [
+        let mut layer = vec![
             ("attn_norm", vec![d]),
             ("wq", vec![d, d]),
-            ("wk", vec![d, d]),
-            ("wv", vec![d, d]),
+            ("wk", vec![kv, d]),
+            ("wv", vec![kv, d]),
             ("wo", vec![d, d]),
             ("mlp_norm", vec![d]),
-            ("w_up", vec![f, d]),
-            ("w_down", vec![d, f]),
-        ] {
+        ];
+        if cfg.gated_mlp {
+            layer.push(("w_gate", vec![f, d]));
+        }
+        layer.push(("w_up", vec![f, d]));
+        layer.push(("w_down", vec![d, f]));
+        for (n, s) in layer {
             out.push((format!("layers.{l}.{n}"), s));
         }
     }
     out.push(("final_norm".to_string(), vec![d]));
-    out.push(("lm_head".to_string(), vec![cfg.vocab, d]));
+    if !cfg.tied_embeddings {
+        out.push(("lm_head".to_string(), vec![cfg.vocab, d]));
+    }
     out
 }
 
@@ -192,11 +200,11 @@ impl WeightSnapshot {
 
     /// Weights from safetensors bytes; malformed bytes are an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        Self::from_map(candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?)
+        Self::from_tensors(candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?)
     }
 
-    /// Named tensors as f32, in name order.
-    fn from_map(map: HashMap<String, Tensor>) -> Result<Self> {
+    /// A snapshot of named tensors (converted to f32, kept in name order).
+    pub fn from_tensors(map: HashMap<String, Tensor>) -> Result<Self> {
         let mut tensors: Vec<(String, Tensor)> = map
             .into_iter()
             .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?)))
@@ -215,7 +223,7 @@ impl WeightSnapshot {
 
     /// Reads weights from a safetensors file.
     pub fn load(path: &Path) -> Result<Self> {
-        Self::from_map(candle_core::safetensors::load(path, &Device::Cpu)?)
+        Self::from_tensors(candle_core::safetensors::load(path, &Device::Cpu)?)
     }
 
     /// Largest absolute difference between two snapshots with the same names.

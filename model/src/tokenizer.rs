@@ -1,9 +1,14 @@
-//! Byte-level tokenizer with chat-template special tokens.
+//! Chat tokenizers: troupe's byte-level vocabulary, or a pretrained model's.
 //!
-//! Ids 0..=255 are raw bytes, so every UTF-8 string encodes losslessly; the special
-//! tokens frame chat turns: `<|bos|> <|user|> ... <|end|> <|assistant|> ... <|end|>`.
+//! Byte-level: ids 0..=255 are raw bytes, so every UTF-8 string encodes losslessly; the
+//! special tokens frame chat turns: `<|bos|> <|user|> ... <|end|> <|assistant|> ... <|end|>`.
+//! Pretrained: a BPE vocabulary with the ChatML template ([`crate::chatml`]).
+
+use std::sync::Arc;
 
 use troupe_core::TokenId;
+
+use crate::chatml::ChatMl;
 
 /// Padding (never attended to, never trained on).
 pub const PAD: TokenId = 256;
@@ -44,75 +49,155 @@ impl TurnRole {
             TurnRole::Tool => TOOL,
         }
     }
+
+    /// The role's name in ChatML templates.
+    pub fn name(self) -> &'static str {
+        match self {
+            TurnRole::System => "system",
+            TurnRole::User => "user",
+            TurnRole::Assistant => "assistant",
+            TurnRole::Tool => "tool",
+        }
+    }
 }
 
-/// Encodes conversations with the chat template and decodes policy output.
+/// Encodes conversations with a chat template and decodes policy output: the built-in
+/// byte-level vocabulary, or a pretrained model's BPE vocabulary with its ChatML template.
 #[derive(Debug, Clone, Default)]
-pub struct ChatTokenizer;
+pub enum ChatTokenizer {
+    /// Bytes plus troupe's own role tokens.
+    #[default]
+    Bytes,
+    /// A pretrained model's tokenizer and template.
+    ChatMl(Arc<ChatMl>),
+}
 
 impl ChatTokenizer {
-    /// A tokenizer.
+    /// The byte-level tokenizer.
     pub fn new() -> Self {
-        Self
+        Self::Bytes
     }
 
-    /// Raw bytes of `text` as token ids.
+    /// Number of token ids the tokenizer can produce.
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::Bytes => VOCAB_SIZE,
+            Self::ChatMl(c) => c.vocab_size(),
+        }
+    }
+
+    /// Token ids of `text` (no special tokens).
     pub fn encode_text(&self, text: &str) -> Vec<TokenId> {
-        text.bytes().map(TokenId::from).collect()
+        match self {
+            Self::Bytes => text.bytes().map(TokenId::from).collect(),
+            Self::ChatMl(c) => c.encode_text(text),
+        }
     }
 
-    /// Text of the byte tokens in `tokens` (specials skipped, invalid UTF-8 replaced).
+    /// Text of `tokens` (specials skipped, invalid UTF-8 replaced).
     pub fn decode(&self, tokens: &[TokenId]) -> String {
-        let bytes: Vec<u8> = tokens
-            .iter()
-            .filter(|&&t| t < 256)
-            .map(|&t| t as u8)
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
+        match self {
+            Self::Bytes => {
+                let bytes: Vec<u8> = tokens
+                    .iter()
+                    .filter(|&&t| t < 256)
+                    .map(|&t| t as u8)
+                    .collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Self::ChatMl(c) => c.decode(tokens),
+        }
     }
 
     /// The end-of-turn token id.
     pub fn end_id(&self) -> TokenId {
-        END
+        match self {
+            Self::Bytes => END,
+            Self::ChatMl(c) => c.end_id(),
+        }
     }
 
-    /// Tokens of one whole turn: role token, content, end.
+    /// The id batches are padded with.
+    pub fn pad_id(&self) -> TokenId {
+        match self {
+            Self::Bytes => PAD,
+            Self::ChatMl(c) => c.end_id(),
+        }
+    }
+
+    /// Tokens that open a turn of `role` (context, never trained).
+    fn header(&self, role: TurnRole) -> Vec<TokenId> {
+        match self {
+            Self::Bytes => vec![role.token()],
+            Self::ChatMl(c) => c.header(role.name()),
+        }
+    }
+
+    /// Tokens after a turn's end token (ChatML's newline).
+    fn separator(&self) -> Vec<TokenId> {
+        match self {
+            Self::Bytes => Vec::new(),
+            Self::ChatMl(c) => c.newline().to_vec(),
+        }
+    }
+
+    /// Tokens of one whole turn: opener, content, end, separator.
     pub fn turn(&self, role: TurnRole, content: &str) -> Vec<TokenId> {
-        let mut out = Vec::with_capacity(content.len() + 2);
-        out.push(role.token());
+        let mut out = self.header(role);
         out.extend(self.encode_text(content));
-        out.push(END);
+        out.push(self.end_id());
+        out.extend(self.separator());
         out
     }
 
-    /// Tokens that follow an environment observation so the policy answers next:
-    /// the user turn plus the assistant-turn opener.
+    /// Tokens that follow the policy's end token when the environment answers, so the
+    /// policy speaks next: separator, the observation turn, the assistant opener.
     pub fn observation(&self, content: &str) -> Vec<TokenId> {
-        let mut out = self.turn(TurnRole::User, content);
-        out.push(ASSISTANT);
+        let mut out = self.separator();
+        out.extend(self.turn(TurnRole::User, content));
+        out.extend(self.header(TurnRole::Assistant));
         out
+    }
+
+    /// Tokens that start every conversation: `BOS`, or the template's default system turn.
+    fn preamble(&self, has_system: bool) -> Vec<TokenId> {
+        match self {
+            Self::Bytes => vec![BOS],
+            Self::ChatMl(c) => match c.default_system() {
+                Some(system) if !has_system => self.turn(TurnRole::System, system),
+                _ => Vec::new(),
+            },
+        }
     }
 
     /// A fresh conversation's prompt for a first user message.
     pub fn generation_prompt(&self, user: &str) -> Vec<TokenId> {
-        let mut out = vec![BOS];
-        out.extend(self.observation(user));
+        let mut out = self.preamble(false);
+        out.extend(self.turn(TurnRole::User, user));
+        out.extend(self.header(TurnRole::Assistant));
         out
     }
 
     /// Encodes a whole conversation for supervised training: returns the tokens and a
-    /// mask that is 1 on the assistant's content and closing `END` (what the policy
-    /// must learn to produce) and 0 elsewhere.
+    /// mask that is 1 on the assistant's content and closing end token (what the policy
+    /// must learn to produce) and 0 elsewhere. Its prefix up to an assistant turn's
+    /// content is exactly what [`ChatTokenizer::generation_prompt`] gives a sampler.
     pub fn encode_conversation(&self, turns: &[(TurnRole, &str)]) -> (Vec<TokenId>, Vec<u8>) {
-        let mut tokens = vec![BOS];
-        let mut mask = vec![0u8];
+        let has_system = turns.first().is_some_and(|(r, _)| *r == TurnRole::System);
+        let mut tokens = self.preamble(has_system);
+        let mut mask = vec![0u8; tokens.len()];
         for (role, content) in turns {
-            let turn = self.turn(*role, content);
+            let header = self.header(*role);
+            let mut body = self.encode_text(content);
+            body.push(self.end_id());
+            let sep = self.separator();
             let train = u8::from(*role == TurnRole::Assistant);
-            // The role opener is context; content and END are the policy's.
-            mask.push(0);
-            mask.extend(std::iter::repeat_n(train, turn.len() - 1));
-            tokens.extend(turn);
+            mask.extend(std::iter::repeat_n(0, header.len()));
+            mask.extend(std::iter::repeat_n(train, body.len()));
+            mask.extend(std::iter::repeat_n(0, sep.len()));
+            tokens.extend(header);
+            tokens.extend(body);
+            tokens.extend(sep);
         }
         (tokens, mask)
     }

@@ -1,13 +1,18 @@
 //! A decoder-only transformer built from differentiable candle ops only.
 //!
 //! candle's fused `rms_norm`/`softmax_last_dim`/`rope` cut gradients, so this model
-//! writes RMSNorm out, uses the generic softmax and learned absolute positions.
+//! writes RMSNorm and RoPE out and uses the generic softmax. One code path serves the
+//! small default policy (learned positions, plain MLP) and Llama-architecture models
+//! (rotary positions, grouped-query attention, SwiGLU, tied embeddings).
 
 use std::collections::HashMap;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::quantized::GgmlDType;
+use candle_core::{D, Device, Tensor};
 use troupe_core::TokenId;
 
+use crate::config::{Positions, SamplerWeights};
+use crate::layers::{LinearWeight, Rope, log_softmax, repeat_kv, rms_norm};
 use crate::{ModelConfig, ModelError, Result};
 
 /// Additive attention bias for positions that must not be attended to. Finite, so a
@@ -16,13 +21,14 @@ pub const MASKED: f32 = -1e9;
 
 struct Layer {
     attn_norm: Tensor,
-    wq: Tensor,
-    wk: Tensor,
-    wv: Tensor,
-    wo: Tensor,
+    wq: LinearWeight,
+    wk: LinearWeight,
+    wv: LinearWeight,
+    wo: LinearWeight,
     mlp_norm: Tensor,
-    w_up: Tensor,
-    w_down: Tensor,
+    w_gate: Option<LinearWeight>,
+    w_up: LinearWeight,
+    w_down: LinearWeight,
 }
 
 /// The policy network. Built over tensors that are either trainable variables (the
@@ -30,10 +36,11 @@ struct Layer {
 pub struct Transformer {
     cfg: ModelConfig,
     tok_emb: Tensor,
-    pos_emb: Tensor,
+    pos_emb: Option<Tensor>,
+    rope: Option<Rope>,
     layers: Vec<Layer>,
     final_norm: Tensor,
-    lm_head: Tensor,
+    lm_head: LinearWeight,
 }
 
 impl std::fmt::Debug for Transformer {
@@ -44,7 +51,7 @@ impl std::fmt::Debug for Transformer {
     }
 }
 
-/// Per-layer cached keys and values, `[B, H, T_past, head_dim]`.
+/// Per-layer cached keys and values, `[B, KV, T_past, head_dim]`.
 #[derive(Debug, Default)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
@@ -70,19 +77,19 @@ impl KvCache {
     }
 }
 
-fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    Ok(x.broadcast_matmul(&w.t()?)?)
-}
-
-fn rms_norm(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = x.broadcast_div(&(ms + 1e-6)?.sqrt()?)?;
-    Ok(normed.broadcast_mul(w)?)
-}
-
 impl Transformer {
-    /// Builds the model over `tensors` (names from [`crate::params::parameter_shapes`]).
+    /// Builds the model over `tensors` (names from [`crate::params::parameter_shapes`]),
+    /// all dense: the learner's model, and the reference path.
     pub fn new(cfg: &ModelConfig, tensors: &HashMap<String, Tensor>) -> Result<Self> {
+        Self::with_weights(cfg, tensors, SamplerWeights::F32)
+    }
+
+    /// Builds the model a sampler decodes with: linear layers in `weights`' format.
+    pub fn with_weights(
+        cfg: &ModelConfig,
+        tensors: &HashMap<String, Tensor>,
+        weights: SamplerWeights,
+    ) -> Result<Self> {
         cfg.validate()?;
         let shapes: HashMap<String, Vec<usize>> =
             crate::params::parameter_shapes(cfg).into_iter().collect();
@@ -99,28 +106,52 @@ impl Transformer {
             }
             Ok(t.clone())
         };
+        let linear = |name: &str| -> Result<LinearWeight> {
+            let w = get(name)?;
+            match weights {
+                SamplerWeights::F32 => Ok(LinearWeight::Dense(w)),
+                SamplerWeights::Q8_0 => LinearWeight::quantize(&w, GgmlDType::Q8_0),
+            }
+        };
         let layers = (0..cfg.n_layers)
             .map(|l| {
-                let p = |n: &str| get(&format!("layers.{l}.{n}"));
+                let p = |n: &str| format!("layers.{l}.{n}");
                 Ok(Layer {
-                    attn_norm: p("attn_norm")?,
-                    wq: p("wq")?,
-                    wk: p("wk")?,
-                    wv: p("wv")?,
-                    wo: p("wo")?,
-                    mlp_norm: p("mlp_norm")?,
-                    w_up: p("w_up")?,
-                    w_down: p("w_down")?,
+                    attn_norm: get(&p("attn_norm"))?,
+                    wq: linear(&p("wq"))?,
+                    wk: linear(&p("wk"))?,
+                    wv: linear(&p("wv"))?,
+                    wo: linear(&p("wo"))?,
+                    mlp_norm: get(&p("mlp_norm"))?,
+                    w_gate: if cfg.gated_mlp {
+                        Some(linear(&p("w_gate"))?)
+                    } else {
+                        None
+                    },
+                    w_up: linear(&p("w_up"))?,
+                    w_down: linear(&p("w_down"))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let (pos_emb, rope) = match cfg.positions {
+            Positions::Learned => (Some(get("pos_emb")?), None),
+            Positions::Rope => (
+                None,
+                Some(Rope::new(cfg.head_dim(), cfg.max_seq, cfg.rope_theta)?),
+            ),
+        };
         Ok(Self {
             cfg: cfg.clone(),
             tok_emb: get("tok_emb")?,
-            pos_emb: get("pos_emb")?,
+            pos_emb,
+            rope,
             layers,
             final_norm: get("final_norm")?,
-            lm_head: get("lm_head")?,
+            lm_head: linear(if cfg.tied_embeddings {
+                "tok_emb"
+            } else {
+                "lm_head"
+            })?,
         })
     }
 
@@ -140,23 +171,34 @@ impl Transformer {
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let (h, hd) = (self.cfg.n_heads, self.cfg.head_dim());
-        let tok = self.tok_emb.embedding(&ids.flatten_all()?)?;
-        let pos = self.pos_emb.embedding(&positions.flatten_all()?)?;
-        let mut x = (tok + pos)?.reshape((b, t, self.cfg.d_model))?;
+        let (h, kv, hd) = (self.cfg.n_heads, self.cfg.kv_heads(), self.cfg.head_dim());
+        let eps = self.cfg.rms_eps;
+        let mut x = self.tok_emb.embedding(&ids.flatten_all()?)?;
+        if let Some(pos_emb) = &self.pos_emb {
+            x = (x + pos_emb.embedding(&positions.flatten_all()?)?)?;
+        }
+        let mut x = x.reshape((b, t, self.cfg.d_model))?;
         if let Some(c) = cache.as_deref_mut() {
             c.layers.resize_with(self.layers.len(), || None);
         }
         let scale = 1.0 / (hd as f64).sqrt();
         for (i, layer) in self.layers.iter().enumerate() {
-            let hdn = rms_norm(&x, &layer.attn_norm)?;
-            let split = |w: &Tensor| -> Result<Tensor> {
-                Ok(linear(&hdn, w)?
-                    .reshape((b, t, h, hd))?
+            let hdn = rms_norm(&x, &layer.attn_norm, eps)?;
+            let split = |w: &LinearWeight, heads: usize| -> Result<Tensor> {
+                Ok(w.forward(&hdn)?
+                    .reshape((b, t, heads, hd))?
                     .transpose(1, 2)?
                     .contiguous()?)
             };
-            let (q, mut k, mut v) = (split(&layer.wq)?, split(&layer.wk)?, split(&layer.wv)?);
+            let (mut q, mut k, mut v) = (
+                split(&layer.wq, h)?,
+                split(&layer.wk, kv)?,
+                split(&layer.wv, kv)?,
+            );
+            if let Some(rope) = &self.rope {
+                q = rope.apply(&q, positions)?;
+                k = rope.apply(&k, positions)?;
+            }
             if let Some(c) = cache.as_deref_mut() {
                 if let Some((pk, pv)) = &c.layers[i] {
                     k = Tensor::cat(&[pk, &k], 2)?;
@@ -164,19 +206,23 @@ impl Transformer {
                 }
                 c.layers[i] = Some((k.clone(), v.clone()));
             }
+            let (k, v) = (repeat_kv(&k, h / kv)?, repeat_kv(&v, h / kv)?);
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(bias)?;
             let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
             let out = attn
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .reshape((b, t, self.cfg.d_model))?;
-            x = (x + linear(&out, &layer.wo)?)?;
-            let hdn = rms_norm(&x, &layer.mlp_norm)?;
-            let up = linear(&hdn, &layer.w_up)?.silu()?;
-            x = (x + linear(&up, &layer.w_down)?)?;
+            x = (x + layer.wo.forward(&out)?)?;
+            let hdn = rms_norm(&x, &layer.mlp_norm, eps)?;
+            let hidden = match &layer.w_gate {
+                Some(gate) => (gate.forward(&hdn)?.silu()? * layer.w_up.forward(&hdn)?)?,
+                None => layer.w_up.forward(&hdn)?.silu()?,
+            };
+            x = (x + layer.w_down.forward(&hidden)?)?;
         }
-        let x = rms_norm(&x, &self.final_norm)?;
-        linear(&x, &self.lm_head)
+        let x = rms_norm(&x, &self.final_norm, eps)?;
+        self.lm_head.forward(&x)
     }
 
     /// Causal bias `[1, 1, T, T]` for unpadded (or right-padded) sequences.
@@ -205,8 +251,7 @@ impl Transformer {
         let ids = Tensor::from_vec(all.clone(), (1, n), &Device::Cpu)?;
         let pos = Tensor::arange(0u32, n as u32, &Device::Cpu)?.reshape((1, n))?;
         let logits = self.forward(&ids, &pos, &Self::causal_bias(n)?, None)?;
-        let lp =
-            candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?.squeeze(0)?;
+        let lp = log_softmax(&logits)?.squeeze(0)?;
         let rows: Vec<Vec<f32>> = lp.to_vec2()?;
         Ok((prompt.len()..n)
             .map(|i| rows[i - 1][all[i] as usize])

@@ -14,9 +14,15 @@ pub struct Episode {
 }
 
 impl Episode {
-    /// Starts an episode whose first observation is `observation`.
-    pub fn start(id: u64, task: TaskSpec, purpose: Purpose, observation: &str) -> Self {
-        let tokenizer = ChatTokenizer::new();
+    /// Starts an episode whose first observation is `observation`, in `tokenizer`'s
+    /// chat template.
+    pub fn start(
+        id: u64,
+        task: TaskSpec,
+        purpose: Purpose,
+        observation: &str,
+        tokenizer: ChatTokenizer,
+    ) -> Self {
         let mut trajectory = Trajectory::new(id, task, purpose);
         trajectory.push_context(&tokenizer.generation_prompt(observation));
         Self {
@@ -69,7 +75,13 @@ mod tests {
             answer: "12".into(),
             difficulty: 2,
         };
-        let mut ep = Episode::start(5, task, Purpose::Eval { round: 0 }, "sort 21");
+        let mut ep = Episode::start(
+            5,
+            task,
+            Purpose::Eval { round: 0 },
+            "sort 21",
+            ChatTokenizer::new(),
+        );
         let before = ep.context().to_vec();
         let g = Generation {
             tokens: vec![49, 50, troupe_model::tokenizer::END],

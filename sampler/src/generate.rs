@@ -4,11 +4,7 @@ use candle_core::{Device, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use troupe_core::TokenId;
-use troupe_model::{
-    KvCache, Transformer,
-    tokenizer::{END, PAD},
-    transformer::MASKED,
-};
+use troupe_model::{KvCache, Transformer, transformer::MASKED};
 
 use crate::SamplerError;
 
@@ -82,6 +78,7 @@ pub fn generate(
         });
     }
     let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+    let (pad_id, end_id) = (model.config().pad_token, model.config().end_token);
     let dev = &Device::Cpu;
 
     // Prefill: left-padded prompts, per-row positions, pads masked out.
@@ -89,7 +86,7 @@ pub fn generate(
     let mut pos = Vec::with_capacity(b * longest);
     let mut bias = Vec::with_capacity(b * longest * longest);
     for (p, &pad) in prompts.iter().zip(&pads) {
-        ids.extend(std::iter::repeat_n(PAD, pad));
+        ids.extend(std::iter::repeat_n(pad_id, pad));
         ids.extend_from_slice(p);
         pos.extend((0..longest).map(|j| j.saturating_sub(pad) as u32));
         for i in 0..longest {
@@ -117,7 +114,7 @@ pub fn generate(
         let mut next = Vec::with_capacity(b);
         for (row, gen_) in out.iter_mut().enumerate() {
             if gen_.finished || gen_.tokens.len() > step {
-                next.push(PAD);
+                next.push(pad_id);
                 continue;
             }
             let u: f32 = if params.temperature > 0.0 {
@@ -130,8 +127,8 @@ pub fn generate(
             let tok = tok as TokenId;
             gen_.tokens.push(tok);
             gen_.logprobs.push(lp);
-            gen_.finished = tok == END;
-            next.push(if gen_.finished { PAD } else { tok });
+            gen_.finished = tok == end_id;
+            next.push(if gen_.finished { pad_id } else { tok });
         }
         let active = out
             .iter()

@@ -8,7 +8,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, call};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use troupe_core::{PolicyVersion, Purpose, TaskSpec};
-use troupe_model::{ModelConfig, Transformer};
+use troupe_model::{ModelConfig, Transformer, tokenizer::ChatTokenizer};
 use troupe_sampler::{SamplingParams, episode::Episode, generate};
 
 use crate::messages::{CoordinatorMsg, EnvHostMsg, JudgeMsg, SamplerMsg, Work};
@@ -31,6 +31,8 @@ pub struct SamplerArgs {
     pub index: u32,
     /// Model shape.
     pub model: ModelConfig,
+    /// The model's tokenizer and chat template.
+    pub tokenizer: ChatTokenizer,
     /// Training sampling parameters (evaluation is greedy with the same token budget).
     pub params: SamplingParams,
     /// Published weights.
@@ -79,7 +81,11 @@ impl SamplerState {
                         "weights publication missed; using a newer one"
                     );
                 }
-                let model = Transformer::new(&self.args.model, &p.weights.to_map())?;
+                let model = Transformer::with_weights(
+                    &self.args.model,
+                    &p.weights.to_map(),
+                    self.args.model.sampler_weights,
+                )?;
                 self.replica = Some((held, p.version, model));
                 return Ok(p.version);
             }
@@ -107,7 +113,10 @@ impl SamplerState {
             let host = pick(&env_hosts, job.id);
             let first = call!(host, EnvHostMsg::Reset, job.id, Box::new(job.task.clone()))?
                 .map_err(|e| format!("env host refused episode {}: {e}", job.id))?;
-            episodes.push((Episode::start(job.id, job.task, job.purpose, &first), false));
+            episodes.push((
+                Episode::start(job.id, job.task, job.purpose, &first, a.tokenizer.clone()),
+                false,
+            ));
         }
         let params = if sampling_seed.is_none() {
             SamplingParams::greedy(a.params.max_new_tokens)
@@ -258,6 +267,7 @@ mod tests {
         let args = SamplerArgs {
             index: 0,
             model,
+            tokenizer: ChatTokenizer::new(),
             params: SamplingParams::default(),
             weights: weights.clone(),
         };

@@ -1,0 +1,146 @@
+//! Differentiable building blocks (candle's fused RMSNorm, softmax and RoPE cut gradients),
+//! and linear weights that are either dense or GGML-quantised for decoding.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{D, DType, Device, Module, Tensor};
+
+use crate::Result;
+
+/// A linear layer's weight `[out, in]`: dense (trainable, or a frozen f32 snapshot) or
+/// quantised (a sampler's decode copy).
+#[derive(Debug, Clone)]
+pub enum LinearWeight {
+    /// f32 weight, differentiable when it is a variable.
+    Dense(Tensor),
+    /// GGML-quantised weight; forward only.
+    Quantized(QMatMul),
+}
+
+impl LinearWeight {
+    /// Quantises `w` to `dtype`, keeping it dense when its inner dimension does not fit
+    /// the quantisation block.
+    pub fn quantize(w: &Tensor, dtype: GgmlDType) -> Result<Self> {
+        if !w.dim(1)?.is_multiple_of(dtype.block_size()) {
+            return Ok(Self::Dense(w.clone()));
+        }
+        let q = QTensor::quantize(w, dtype)?;
+        Ok(Self::Quantized(QMatMul::from_qtensor(q)?))
+    }
+
+    /// `x @ w^T` for `x` of shape `[.., in]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Dense(w) => x.broadcast_matmul(&w.t()?)?,
+            Self::Quantized(q) => q.forward(x)?,
+        })
+    }
+}
+
+/// RMSNorm written out so gradients flow.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = x.broadcast_div(&(ms + eps)?.sqrt()?)?;
+    Ok(normed.broadcast_mul(w)?)
+}
+
+/// Rotary tables: `cos`, `sin` of shape `[max_seq, head_dim / 2]`.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    /// Tables for positions `0..max_seq` with base `theta`.
+    pub fn new(head_dim: usize, max_seq: usize, theta: f32) -> Result<Self> {
+        let half = head_dim / 2;
+        let inv: Vec<f32> = (0..half)
+            .map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32))
+            .collect();
+        let angles: Vec<f32> = (0..max_seq)
+            .flat_map(|p| inv.iter().map(move |f| p as f32 * f))
+            .collect();
+        let a = Tensor::from_vec(angles, (max_seq, half), &Device::Cpu)?;
+        Ok(Self {
+            cos: a.cos()?,
+            sin: a.sin()?,
+        })
+    }
+
+    /// Rotates `x` `[B, H, T, hd]` by the angles of `positions` `[B, T]` (rotate-half
+    /// layout: dimension `i` pairs with `i + hd/2`, as in Hugging Face Llama).
+    pub fn apply(&self, x: &Tensor, positions: &Tensor) -> Result<Tensor> {
+        let (b, _h, t, hd) = x.dims4()?;
+        let half = hd / 2;
+        let idx = positions.flatten_all()?;
+        let cos = self.cos.index_select(&idx, 0)?.reshape((b, 1, t, half))?;
+        let sin = self.sin.index_select(&idx, 0)?.reshape((b, 1, t, half))?;
+        let x1 = x.narrow(D::Minus1, 0, half)?;
+        let x2 = x.narrow(D::Minus1, half, half)?;
+        let r1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+        let r2 = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+        Ok(Tensor::cat(&[r1, r2], D::Minus1)?)
+    }
+}
+
+/// Repeats key/value heads `[B, KV, T, hd]` to `[B, KV * rep, T, hd]` for grouped-query
+/// attention.
+pub fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
+    if rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv, t, hd) = x.dims4()?;
+    Ok(x.unsqueeze(2)?
+        .broadcast_as((b, kv, rep, t, hd))?
+        .contiguous()?
+        .reshape((b, kv * rep, t, hd))?)
+}
+
+/// Log-softmax over the last dimension in f32.
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::log_softmax(
+        &x.to_dtype(DType::F32)?,
+        D::Minus1,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_at_position_zero_is_identity_and_preserves_norm() {
+        let rope = Rope::new(8, 16, 10_000.0).unwrap();
+        let x = Tensor::arange(0f32, 32.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 4, 8))
+            .unwrap();
+        let zeros = Tensor::zeros((1, 4), DType::U32, &Device::Cpu).unwrap();
+        let same = rope.apply(&x, &zeros).unwrap();
+        let diff = (same - &x).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
+        let pos = Tensor::new(&[[3u32, 5, 7, 9]], &Device::Cpu).unwrap();
+        let rotated = rope.apply(&x, &pos).unwrap();
+        let n = |t: &Tensor| {
+            t.sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!((n(&rotated) - n(&x)).abs() / n(&x) < 1e-5);
+    }
+
+    #[test]
+    fn quantized_linear_is_close_to_dense() {
+        let w = Tensor::randn(0f32, 0.05, (16, 64), &Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 64), &Device::Cpu).unwrap();
+        let dense = LinearWeight::Dense(w.clone()).forward(&x).unwrap();
+        let q = LinearWeight::quantize(&w, GgmlDType::Q8_0).unwrap();
+        assert!(matches!(q, LinearWeight::Quantized(_)));
+        let quant = q.forward(&x).unwrap();
+        let err = (dense - quant).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(err.to_scalar::<f32>().unwrap() < 0.02);
+    }
+}
