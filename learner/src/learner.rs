@@ -200,6 +200,10 @@ impl Learner {
         self.params
             .snapshot()?
             .save(&tmp.join("model.safetensors"))?;
+        checkpoint::write_json(
+            &tmp.join(troupe_model::pretrained::CHECKPOINT_CONFIG),
+            &self.model_cfg,
+        )?;
         candle_core::safetensors::save(
             &self.opt.state_tensors(),
             tmp.join("optimizer.safetensors"),

@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use troupe_core::TokenId;
 
 use crate::{ModelError, Result};
 
 /// How the model knows where a token sits.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Positions {
     /// A learned absolute embedding per position (`max_seq` rows of `d_model`).
@@ -21,7 +21,7 @@ pub enum Positions {
 /// How samplers hold the weights they decode with. Quantised weights make decoding
 /// faster on CPU; the log-prob gap to the f32 learner is measured and corrected by a
 /// truncated importance ratio in the loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplerWeights {
     /// The learner's f32 weights as published.
@@ -33,7 +33,7 @@ pub enum SamplerWeights {
 
 /// Shape of the decoder-only policy. Parameters grow with `n_layers * d_model^2`;
 /// step time on CPU grows about linearly in parameters times tokens.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     /// A pretrained model to start from: a GGUF file or a Hugging Face directory

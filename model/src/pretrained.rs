@@ -74,3 +74,68 @@ pub fn initial_weights(cfg: &ModelConfig) -> Result<WeightSnapshot> {
     }
     WeightSnapshot::from_tensors(tensors)
 }
+
+/// A policy ready to run: shape, weights and tokenizer.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The shape.
+    pub config: ModelConfig,
+    /// The weights.
+    pub weights: WeightSnapshot,
+    /// Its tokenizer and chat template.
+    pub tokenizer: ChatTokenizer,
+}
+
+/// Name of the model shape file in a troupe checkpoint directory.
+pub const CHECKPOINT_CONFIG: &str = "model.json";
+
+/// Loads the policy at `path`: a GGUF file, a Hugging Face directory, a troupe
+/// checkpoint directory (`model.json` + `model.safetensors`), or a run directory (its
+/// latest checkpoint). `max_seq` bounds sequence lengths for pretrained files; a
+/// checkpoint keeps its own.
+pub fn load_policy(path: &Path, max_seq: usize) -> Result<Policy> {
+    let bad = |reason: String| ModelError::Pretrained {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let latest = path.join("checkpoints").join("LATEST");
+    if latest.exists() {
+        let name = std::fs::read_to_string(&latest).map_err(|e| bad(e.to_string()))?;
+        return load_policy(&path.join("checkpoints").join(name.trim()), max_seq);
+    }
+    let own = path.join(CHECKPOINT_CONFIG);
+    if own.exists() {
+        let text = std::fs::read_to_string(&own).map_err(|e| bad(e.to_string()))?;
+        let mut config: ModelConfig =
+            serde_json::from_str(&text).map_err(|e| bad(format!("{CHECKPOINT_CONFIG}: {e}")))?;
+        let tokenizer = match &config.pretrained {
+            Some(_) => {
+                let shape_only = ModelConfig {
+                    pretrained: config.pretrained.clone(),
+                    max_seq: config.max_seq,
+                    ..ModelConfig::default()
+                };
+                resolve(&shape_only)?.tokenizer
+            }
+            None => ChatTokenizer::new(),
+        };
+        config.validate()?;
+        let weights = WeightSnapshot::load(&path.join("model.safetensors"))?;
+        return Ok(Policy {
+            config,
+            weights,
+            tokenizer,
+        });
+    }
+    let spec = resolve(&ModelConfig {
+        pretrained: Some(path.to_path_buf()),
+        max_seq,
+        ..ModelConfig::default()
+    })?;
+    let weights = initial_weights(&spec.config)?;
+    Ok(Policy {
+        config: spec.config,
+        weights,
+        tokenizer: spec.tokenizer,
+    })
+}
