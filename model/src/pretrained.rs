@@ -106,7 +106,7 @@ pub fn load_policy(path: &Path, max_seq: usize) -> Result<Policy> {
     let own = path.join(CHECKPOINT_CONFIG);
     if own.exists() {
         let text = std::fs::read_to_string(&own).map_err(|e| bad(e.to_string()))?;
-        let mut config: ModelConfig =
+        let config: ModelConfig =
             serde_json::from_str(&text).map_err(|e| bad(format!("{CHECKPOINT_CONFIG}: {e}")))?;
         let tokenizer = match &config.pretrained {
             Some(_) => {
