@@ -93,11 +93,12 @@ pub fn clipped_pg_grad(
 /// Forward pass: the token-mean loss over the mask, its denominator and the clip fraction.
 pub fn pg_loss_fwd(inputs: PgLossInputs<'_>, clip: ClipRange) -> PgLossStats {
     inputs.len();
-    let (mut loss, mut mask_sum, mut clipped) = (0.0f32, 0.0f32, 0.0f32);
+    // Sums in f64, so the reference is more accurate than any f32 reduction order.
+    let (mut loss, mut mask_sum, mut clipped) = (0.0f64, 0.0f64, 0.0f64);
     for i in 0..inputs.logp.len() {
-        let m = inputs.mask[i];
+        let m = f64::from(inputs.mask[i]);
         let (lp, old, a) = (inputs.logp[i], inputs.old_logp[i], inputs.advantages[i]);
-        loss += m * clipped_pg_loss(lp, old, a, clip.low, clip.high);
+        loss += m * f64::from(clipped_pg_loss(lp, old, a, clip.low, clip.high));
         mask_sum += m;
         let r = (lp - old).exp();
         if r < 1.0 - clip.low || r > 1.0 + clip.high {
@@ -106,16 +107,16 @@ pub fn pg_loss_fwd(inputs: PgLossInputs<'_>, clip: ClipRange) -> PgLossStats {
     }
     let inv = if mask_sum > 0.0 { 1.0 / mask_sum } else { 0.0 };
     PgLossStats {
-        loss: loss * inv,
-        mask_sum,
-        clip_fraction: clipped * inv,
+        loss: (loss * inv) as f32,
+        mask_sum: mask_sum as f32,
+        clip_fraction: (clipped * inv) as f32,
     }
 }
 
 /// Backward pass: `d loss / d logp` per token, scaled by the upstream gradient `grad`.
 pub fn pg_loss_bwd(inputs: PgLossInputs<'_>, clip: ClipRange, grad: f32) -> Vec<f32> {
     inputs.len();
-    let mask_sum: f32 = inputs.mask.iter().sum();
+    let mask_sum = inputs.mask.iter().map(|&m| f64::from(m)).sum::<f64>() as f32;
     let scale = if mask_sum > 0.0 { grad / mask_sum } else { 0.0 };
     (0..inputs.logp.len())
         .map(|i| {
