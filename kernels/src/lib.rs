@@ -14,8 +14,9 @@
 //!
 //! With `cuda`, nothing CUDA is needed to build: cudarc loads `libcuda`, `libnvrtc` and
 //! `libnccl` at run time (CUDA 13 names, e.g. `libnvrtc.so.13`; NCCL as `libnccl.so`) from the
-//! loader's search path, `LD_LIBRARY_PATH` included. [`cuda_available`] says whether a driver
-//! and a device are there.
+//! loader's search path, `LD_LIBRARY_PATH` included (`. kernels/gpu-env.sh` sets it up from
+//! PyTorch's pip wheels). [`cuda_available`] says whether a driver and a device are there.
+//! `tests/gpu.rs` and `examples/gpu_check.rs` compare every kernel with its CPU reference.
 //!
 //! ```
 //! use troupe_kernels::{TemperedSoftmax, token_logprob_fwd, GpuKernels, cuda_available};
@@ -36,6 +37,9 @@
 pub mod cpu;
 mod error;
 
+#[cfg(feature = "cuda")]
+mod cuda;
+#[cfg(not(feature = "cuda"))]
 mod stub;
 
 pub use cpu::{
@@ -45,4 +49,10 @@ pub use cpu::{
 };
 pub use error::KernelError;
 
+#[cfg(feature = "cuda")]
+pub use cuda::{GpuKernels, PgLossViews, cuda_available, device_count, nccl};
+/// The cudarc this crate was built against, for device buffers and streams.
+#[cfg(feature = "cuda")]
+pub use cudarc;
+#[cfg(not(feature = "cuda"))]
 pub use stub::{GpuKernels, cuda_available, device_count};
