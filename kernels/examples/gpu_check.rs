@@ -306,8 +306,9 @@ fn main() -> Result<()> {
     s.synchronize()?;
 
     table.print();
-    println!(
-        "sample: error is over tokens both chose; 'tok' counts rows whose token differs (a draw within rounding of a boundary)."
-    );
+    println!("GB/s: the least bytes a call must move (inputs read once, outputs written once);");
+    println!("      for the weight push, the buffer's size once (a copy reads and writes it).");
+    println!("sample: the error is over rows where both chose the same token; 'tok' counts rows");
+    println!("      whose token differs (a draw within rounding of a nucleus or CDF boundary).");
     Ok(())
 }

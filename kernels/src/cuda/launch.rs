@@ -123,7 +123,7 @@ impl GpuKernels {
         let mut b = self.stream.launch_builder(&self.f.logprob_fwd);
         b.arg(logits).arg(targets).arg(logprob).arg(lse);
         b.arg(&vocab).arg(&inv_t);
-        // SAFETY: the arguments match `token_logprob_fwd` in kernels.cu in order and type;
+        // SAFETY: the arguments match `token_logprob_fwd` (logprob.cu) in order and type;
         // block `r < rows` reads logits[r * vocab .. (r + 1) * vocab], targets[r] (and one
         // logit at it, only if below vocab) and writes logprob[r], lse[r], all in bounds by the
         // length checks above; the block size is a multiple of 32 as the reductions require.

@@ -1,5 +1,6 @@
-//! The CUDA kernels: C source in `kernels.cu`, compiled once per [`GpuKernels`] by NVRTC for
-//! the device's compute capability, launched through cudarc.
+//! The CUDA kernels: C source in `common.cuh`, `logprob.cu`, `sampling.cu` and `pg_loss.cu`,
+//! compiled once per [`GpuKernels`] by NVRTC for the device's compute capability, launched
+//! through cudarc.
 //!
 //! This file holds set-up and the host-slice methods (copy in, launch, copy out), which mirror
 //! the CPU references one for one. `launch.rs` holds the device-buffer methods (`*_dev`), the
@@ -21,8 +22,13 @@ use crate::{
 
 pub use launch::PgLossViews;
 
-/// The kernels' CUDA C source.
-const SOURCE: &str = include_str!("kernels.cu");
+/// The kernels' CUDA C source: the shared helpers, then one file per concern.
+const SOURCE: &str = concat!(
+    include_str!("common.cuh"),
+    include_str!("logprob.cu"),
+    include_str!("sampling.cu"),
+    include_str!("pg_loss.cu"),
+);
 
 /// Whether a CUDA driver can be loaded and reports at least one device.
 pub fn cuda_available() -> bool {
