@@ -38,14 +38,14 @@ pub enum KernelError {
     Shape(String),
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-kernels")]
 impl From<cudarc::driver::DriverError> for KernelError {
     fn from(e: cudarc::driver::DriverError) -> Self {
         KernelError::Driver(e.to_string())
     }
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-kernels")]
 impl From<cudarc::nvrtc::CompileError> for KernelError {
     fn from(e: cudarc::nvrtc::CompileError) -> Self {
         match e {
@@ -57,7 +57,7 @@ impl From<cudarc::nvrtc::CompileError> for KernelError {
     }
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-kernels")]
 impl From<cudarc::nccl::result::NcclError> for KernelError {
     fn from(e: cudarc::nccl::result::NcclError) -> Self {
         KernelError::Nccl(format!("{:?}", e.0))

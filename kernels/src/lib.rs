@@ -37,9 +37,9 @@
 pub mod cpu;
 mod error;
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-kernels")]
 mod cuda;
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(feature = "cuda-kernels"))]
 mod stub;
 
 pub use cpu::{
@@ -49,10 +49,10 @@ pub use cpu::{
 };
 pub use error::KernelError;
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-kernels")]
 pub use cuda::{GpuKernels, PgLossViews, cuda_available, device_count, nccl};
 /// The cudarc this crate was built against, for device buffers and streams.
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-kernels")]
 pub use cudarc;
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(feature = "cuda-kernels"))]
 pub use stub::{GpuKernels, cuda_available, device_count};

@@ -45,6 +45,18 @@ pub struct RlBatch {
     pub tokens: usize,
 }
 
+impl RlBatch {
+    /// The same batch on `device`.
+    pub fn to_device(self, device: &Device) -> Result<Self> {
+        Ok(Self {
+            packed: self.packed.to_device(device)?,
+            behaviour: self.behaviour.to_device(device)?,
+            advantages: self.advantages.to_device(device)?,
+            tokens: self.tokens,
+        })
+    }
+}
+
 /// Builds an [`RlBatch`] from groups of scored trajectories; advantages are computed
 /// within each group.
 pub fn build_batch(groups: &[Vec<ScoredTrajectory>], max_seq: usize) -> Result<RlBatch> {

@@ -90,6 +90,30 @@ impl Learner {
         })
     }
 
+    /// The learner with its weights and optimizer state moved to `device` (a GPU with
+    /// the `cuda` feature). Steps then run there; snapshots still come back to host memory.
+    pub fn to_device(self, device: &candle_core::Device) -> Result<Self> {
+        let params = self.params.to_device(device)?;
+        let state: std::collections::HashMap<String, candle_core::Tensor> = self
+            .opt
+            .state_tensors()
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.to_device(device)?)))
+            .collect::<Result<_>>()?;
+        let mut opt = AdamW::new(self.cfg.adamw, params.names(), params.vars())?;
+        opt.restore(&state, self.opt.steps())?;
+        Ok(Self {
+            params,
+            opt,
+            ..self
+        })
+    }
+
+    /// Where the learner computes.
+    pub fn device(&self) -> candle_core::Device {
+        self.params.device()
+    }
+
     /// The current policy version.
     pub fn version(&self) -> PolicyVersion {
         PolicyVersion(self.state.version)
@@ -157,7 +181,7 @@ impl Learner {
             .iter()
             .map(|e| (e.tokens.as_slice(), e.mask.as_slice()))
             .collect();
-        let packed = pack(&refs, self.model_cfg.max_seq)?;
+        let packed = pack(&refs, self.model_cfg.max_seq)?.to_device(&self.device())?;
         let loss = sft_loss(&self.model()?, &packed)?;
         let value = loss.to_scalar::<f32>()?;
         if !value.is_finite() {
@@ -172,7 +196,7 @@ impl Learner {
 
     /// One GRPO step on `groups` (each group: all samples of one task).
     pub fn rl_step(&mut self, groups: &[Vec<ScoredTrajectory>]) -> Result<RlStats> {
-        let batch = build_batch(groups, self.model_cfg.max_seq)?;
+        let batch = build_batch(groups, self.model_cfg.max_seq)?.to_device(&self.device())?;
         let (loss, pg) = pg_loss(&self.model()?, &batch, self.cfg.clip)?;
         let value = loss.to_scalar::<f32>()?;
         if !value.is_finite() {

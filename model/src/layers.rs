@@ -51,8 +51,8 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// Tables for positions `0..max_seq` with base `theta`.
-    pub fn new(head_dim: usize, max_seq: usize, theta: f32) -> Result<Self> {
+    /// Tables for positions `0..max_seq` with base `theta`, on `device`.
+    pub fn new(head_dim: usize, max_seq: usize, theta: f32, device: &Device) -> Result<Self> {
         let half = head_dim / 2;
         let inv: Vec<f32> = (0..half)
             .map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32))
@@ -60,7 +60,7 @@ impl Rope {
         let angles: Vec<f32> = (0..max_seq)
             .flat_map(|p| inv.iter().map(move |f| p as f32 * f))
             .collect();
-        let a = Tensor::from_vec(angles, (max_seq, half), &Device::Cpu)?;
+        let a = Tensor::from_vec(angles, (max_seq, half), device)?;
         Ok(Self {
             cos: a.cos()?,
             sin: a.sin()?,
@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn rope_at_position_zero_is_identity_and_preserves_norm() {
-        let rope = Rope::new(8, 16, 10_000.0).unwrap();
+        let rope = Rope::new(8, 16, 10_000.0, &Device::Cpu).unwrap();
         let x = Tensor::arange(0f32, 32.0, &Device::Cpu)
             .unwrap()
             .reshape((1, 1, 4, 8))

@@ -54,16 +54,30 @@ pub fn pack(seqs: &[(&[TokenId], &[u8])], max_seq: usize) -> Result<PackedBatch>
     })
 }
 
-/// Per-position log-probs `[B, T]` of the targets under `model` (differentiable).
+impl PackedBatch {
+    /// The same batch on `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        Ok(Self {
+            inputs: self.inputs.to_device(device)?,
+            targets: self.targets.to_device(device)?,
+            mask: self.mask.to_device(device)?,
+            shape: self.shape,
+        })
+    }
+}
+
+/// Per-position log-probs `[B, T]` of the targets under `model` (differentiable), on
+/// the model's device.
 pub fn target_logprobs(model: &Transformer, batch: &PackedBatch) -> Result<Tensor> {
     let (b, t) = batch.shape;
-    let pos = Tensor::arange(0u32, t as u32, &Device::Cpu)?
+    let pos = Tensor::arange(0u32, t as u32, model.device())?
         .reshape((1, t))?
         .repeat((b, 1))?;
     let logits = model.forward(&batch.inputs, &pos, &Transformer::causal_bias(t)?, None)?;
     let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let targets = batch.targets.to_device(model.device())?;
     Ok(lp
-        .gather(&batch.targets.unsqueeze(D::Minus1)?, D::Minus1)?
+        .gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?
         .squeeze(D::Minus1)?)
 }
 

@@ -102,6 +102,26 @@ impl Params {
         Ok(Self { names, vars })
     }
 
+    /// The same parameters as new variables on `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        let vars = self
+            .vars
+            .iter()
+            .map(|v| Ok(Var::from_tensor(&v.as_tensor().to_device(device)?)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            names: self.names.clone(),
+            vars,
+        })
+    }
+
+    /// Where the variables live.
+    pub fn device(&self) -> Device {
+        self.vars
+            .first()
+            .map_or(Device::Cpu, |v| v.as_tensor().device().clone())
+    }
+
     /// The trainable variables, in order.
     pub fn vars(&self) -> &[Var] {
         &self.vars
@@ -121,13 +141,21 @@ impl Params {
             .collect()
     }
 
-    /// A frozen copy of the current values, for publication to samplers.
+    /// A frozen copy of the current values in host memory, for publication to samplers
+    /// and checkpoints.
     pub fn snapshot(&self) -> Result<WeightSnapshot> {
+        let host = |t: &Tensor| -> Result<Tensor> {
+            Ok(if t.device().is_cpu() {
+                t.copy()?
+            } else {
+                t.to_device(&Device::Cpu)?
+            })
+        };
         let tensors = self
             .names
             .iter()
             .zip(&self.vars)
-            .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+            .map(|(n, v)| Ok((n.clone(), host(v.as_tensor())?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(WeightSnapshot {
             tensors: Arc::new(tensors),
@@ -139,7 +167,7 @@ impl Params {
         let map = snapshot.map();
         for (name, var) in self.names.iter().zip(&self.vars) {
             let t = checked(&map, name, var.dims())?;
-            var.set(t)?;
+            var.set(&t.to_device(var.device())?)?;
         }
         Ok(())
     }

@@ -137,7 +137,12 @@ impl Transformer {
             Positions::Learned => (Some(get("pos_emb")?), None),
             Positions::Rope => (
                 None,
-                Some(Rope::new(cfg.head_dim(), cfg.max_seq, cfg.rope_theta)?),
+                Some(Rope::new(
+                    cfg.head_dim(),
+                    cfg.max_seq,
+                    cfg.rope_theta,
+                    get("tok_emb")?.device(),
+                )?),
             ),
         };
         Ok(Self {
@@ -160,6 +165,11 @@ impl Transformer {
         &self.cfg
     }
 
+    /// Where the weights live (inputs on another device are moved there).
+    pub fn device(&self) -> &Device {
+        self.tok_emb.device()
+    }
+
     /// Logits `[B, T, V]` for token ids `[B, T]` at `positions` `[B, T]` (both u32),
     /// with additive attention `bias` broadcastable to `[B, 1, T, T_past + T]`. With a
     /// cache, keys and values of earlier calls are attended to and this call's appended.
@@ -170,6 +180,12 @@ impl Transformer {
         bias: &Tensor,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
+        let dev = self.tok_emb.device();
+        let (ids, positions, bias) = (
+            &ids.to_device(dev)?,
+            &positions.to_device(dev)?,
+            &bias.to_device(dev)?,
+        );
         let (b, t) = ids.dims2()?;
         let (h, kv, hd) = (self.cfg.n_heads, self.cfg.kv_heads(), self.cfg.head_dim());
         let eps = self.cfg.rms_eps;

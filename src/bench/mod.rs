@@ -10,6 +10,7 @@
 
 mod bulk;
 mod counter;
+mod learner;
 mod peer;
 mod proc;
 mod small;
@@ -46,6 +47,9 @@ pub enum BenchCommand {
         #[arg(long)]
         quick: bool,
     },
+    /// Learner step time, tokens/s and MFU, sampler decode tokens/s and the cost of
+    /// bringing weights to host memory, for one model on one device (CPU or GPU).
+    Learner(learner::LearnerArgs),
     /// The other end of `bench transport` (started by it).
     #[command(hide = true)]
     TransportPeer(peer::PeerArgs),
@@ -72,6 +76,7 @@ pub fn main(command: BenchCommand) -> anyhow::Result<()> {
             Ok(())
         }
         BenchCommand::TransportPeer(args) => peer::main(args),
+        BenchCommand::Learner(args) => learner::main(args),
     }
 }
 
