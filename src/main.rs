@@ -74,7 +74,8 @@ enum Command {
     },
     /// Run one command in the sandbox env hosts use (default policy) and exit with its status.
     Sandbox {
-        /// Task repository, bound read-write at /repo (default: a fresh temporary directory, removed after).
+        /// Task repository, bound read-write at /repo; its files are chowned to the sandbox's host uid
+        /// (default: a fresh temporary directory, removed afterwards).
         #[arg(long)]
         repo: Option<PathBuf>,
         /// The command and its arguments, after `--`.

@@ -4,7 +4,9 @@
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
+use std::pin::pin;
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -31,9 +33,10 @@ pub(crate) struct Launch<'a> {
     pub(crate) output: OutputLimits,
 }
 
-/// Runs it to the end. Bubblewrap's namespace init is its only child; when the command exits, the init
-/// exits, and the kernel kills whatever else is in the pid namespace before bubblewrap sees the init end.
-/// So a normal exit leaves nothing behind; a kill goes through [`kill_tree`] and a sweep of the uid.
+/// Runs it to the end. The sandbox's pid 1 ([`plan::INIT`](crate::plan::INIT)) is bubblewrap's only child;
+/// when the command exits, pid 1 exits, and the kernel kills whatever else is in the pid namespace before
+/// bubblewrap can reap pid 1 and exit. So a normal exit leaves nothing behind; a kill goes through
+/// [`kill_tree`] and a sweep of the uid.
 pub(crate) async fn run(launch: Launch<'_>) -> Result<CommandOutput, SandboxError> {
     let mut command = Command::new(launch.bwrap);
     command
@@ -64,12 +67,27 @@ pub(crate) async fn run(launch: Launch<'_>) -> Result<CommandOutput, SandboxErro
         limit: launch.output.kill_after_bytes,
         exceeded: Notify::new(),
     };
-    let supervise = supervise(&mut child, launch.limits.wall_timeout, &flood);
-    let (status, out, err) = tokio::join!(
-        supervise,
-        drain(stdout, launch.output.stdout_bytes, &flood),
-        drain(stderr, launch.output.stderr_bytes, &flood),
-    );
+    let out = Mutex::new(Capture::new(launch.output.stdout_bytes));
+    let err = Mutex::new(Capture::new(launch.output.stderr_bytes));
+    let status = {
+        let mut supervised = pin!(supervise(&mut child, launch.limits.wall_timeout, &flood));
+        let mut drains = pin!(async {
+            tokio::join!(drain(stdout, &out, &flood), drain(stderr, &err, &flood));
+        });
+        let mut drained = false;
+        let status = loop {
+            tokio::select! {
+                status = &mut supervised => break status,
+                () = &mut drains, if !drained => drained = true,
+            }
+        };
+        // Every writer is dead once bubblewrap has exited, so the pipes are at their end; an unkillable
+        // process holding one must not hang the env host.
+        if !drained && tokio::time::timeout(TEARDOWN_GRACE, drains).await.is_err() {
+            tracing::warn!("sandbox output still open after it ended; keeping what was read");
+        }
+        status
+    };
     let (status, killed) = status?;
     let wall = started.elapsed();
     if let Some(reason) = killed {
@@ -85,8 +103,9 @@ pub(crate) async fn run(launch: Launch<'_>) -> Result<CommandOutput, SandboxErro
         (None, None) => ExitStatus::Code(-1),
     };
     let (outcome, status) = classify(raw, killed);
-    let (stdout, stdout_truncated) = out.finish();
-    let (stderr, stderr_truncated) = err.finish();
+    let unpoisoned = |m: Mutex<Capture>| m.into_inner().unwrap_or_else(|p| p.into_inner());
+    let (stdout, stdout_truncated) = unpoisoned(out).finish();
+    let (stderr, stderr_truncated) = unpoisoned(err).finish();
     Ok(CommandOutput {
         outcome,
         status,
@@ -119,7 +138,7 @@ async fn supervise(
     Ok((status, Some(reason)))
 }
 
-/// SIGKILLs the namespace init (the kernel then kills everything in the pid namespace, however it was
+/// SIGKILLs the sandbox's pid 1 (the kernel then kills everything in the pid namespace, however it was
 /// detached: `setsid`, `nohup`, double fork), lets bubblewrap report it and exit, and kills bubblewrap too
 /// if it does not.
 async fn kill_tree(child: &mut Child) {
@@ -142,15 +161,18 @@ struct Flood {
     exceeded: Notify,
 }
 
-/// Reads a stream to its end, keeping its head; reports the bytes to the flood guard.
-async fn drain(mut stream: impl AsyncRead + Unpin, keep: usize, flood: &Flood) -> Capture {
-    let mut capture = Capture::new(keep);
+/// Reads a stream to its end into `capture` (shared so that what was read survives a drain given up on);
+/// reports the bytes to the flood guard.
+async fn drain(mut stream: impl AsyncRead + Unpin, capture: &Mutex<Capture>, flood: &Flood) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return capture,
+            Ok(0) | Err(_) => return,
             Ok(n) => {
-                capture.push(&buf[..n]);
+                capture
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(&buf[..n]);
                 let before = flood.written.fetch_add(n as u64, Ordering::Relaxed);
                 if before <= flood.limit && before + n as u64 > flood.limit {
                     flood.exceeded.notify_one();

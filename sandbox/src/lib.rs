@@ -32,7 +32,9 @@
 //! - **Namespaces**: user (uid 1000 inside, mapped to the leased host uid; no capabilities; creating further
 //!   user namespaces is disabled), mount, pid (host processes are invisible and unsignallable), network
 //!   (a private loopback only: no route out, the host's 127.0.0.1 unreachable, no DNS), IPC, UTS, cgroup.
-//!   `no_new_privs` is set and a new session is started (no controlling terminal).
+//!   `no_new_privs` is set and a new session is started (no controlling terminal). Pid 1 is a `/bin/sh`
+//!   that runs the command in the foreground and reaps orphans; bubblewrap waits for it, so when a command
+//!   ends, everything it left running in the background is gone before [`Sandbox::run`] returns.
 //! - **Limits**: `RLIMIT_CPU`, `RLIMIT_AS`, `RLIMIT_NPROC`, `RLIMIT_FSIZE`, `RLIMIT_NOFILE`, no core dumps,
 //!   a wall-clock timeout, and an output-flood limit. On timeout or flood the namespace's init is killed, so
 //!   the kernel kills every process of the namespace however it detached; then the leased uid is swept for
@@ -49,7 +51,10 @@
 //! - The repository is chowned to the leased uid before every command; host-side `git` as root in it then
 //!   needs `-c safe.directory=*`. The host must never execute repository content outside the sandbox.
 //! - Commands exiting by themselves with codes 129..=192 are reported as signals (bubblewrap reports a
-//!   signal death as 128 + N). A `bwrap: execvp ...` failure (command not found) is `Exited` with code 1.
+//!   signal death as 128 + N); the pid 1 shell then also prints e.g. `Segmentation fault` on stderr. A
+//!   command that is not found is `Exited` with code 127. The read-only binds must provide `/bin/sh`.
+//! - Dropping a running [`Sandbox::run`] or [`PooledSandbox::run`] future kills bubblewrap, and with it the
+//!   namespace (`--die-with-parent`), but skips the survivor sweep.
 //! - The host must run this as root, with bubblewrap installed and unprivileged user namespaces allowed.
 
 mod error;

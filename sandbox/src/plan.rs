@@ -58,6 +58,7 @@ pub(crate) fn bwrap_prefix(
         "ALL",
         "--die-with-parent",
         "--new-session",
+        "--as-pid-1",
     ]);
     args.push(["--uid".to_string(), policy.uid.to_string()]);
     args.push(["--gid".to_string(), policy.gid.to_string()]);
@@ -89,9 +90,16 @@ pub(crate) fn bwrap_prefix(
     args.0
 }
 
+/// Pid 1 of the sandbox: a shell that runs the command in the foreground (default signal dispositions)
+/// and, while waiting for it, reaps whatever is orphaned to it. Bubblewrap runs it as pid 1 (`--as-pid-1`)
+/// and waits for it, and the kernel empties a pid namespace before its init can be reaped; so when
+/// bubblewrap exits, nothing of the sandbox is left and no zombie is handed to the host's init. (With
+/// bubblewrap's own init, bubblewrap exits on the command's status while its init is still alive.)
+pub(crate) const INIT: [&str; 4] = ["/bin/sh", "-c", "\"$@\"; exit $?", "sh"];
+
 /// The complete command line for one command: the slot's prefix, the repository bound read-write at the
 /// policy's mount point, then the root and `/dev` made read-only (only `/repo`, `/tmp` and `/dev/shm` stay
-/// writable), the working directory, and the command.
+/// writable), the working directory, and the command under [`INIT`].
 pub(crate) fn bwrap_command(
     prefix: &[OsString],
     policy: &SandboxPolicy,
@@ -103,6 +111,7 @@ pub(crate) fn bwrap_command(
     args.push(["--bind".as_ref(), repo.as_os_str(), mount]);
     args.push(["--remount-ro", "/dev", "--remount-ro", "/"]);
     args.push(["--chdir".as_ref(), mount, "--".as_ref()]);
+    args.push(INIT);
     args.push(cmd);
     args.0
 }
@@ -157,6 +166,7 @@ mod tests {
             "--disable-userns",
             "--die-with-parent",
             "--new-session",
+            "--as-pid-1",
         ] {
             assert!(args.iter().any(|a| a == flag), "{flag} missing");
         }
@@ -188,6 +198,10 @@ mod tests {
             "--chdir",
             "/repo",
             "--",
+            "/bin/sh",
+            "-c",
+            "\"$@\"; exit $?",
+            "sh",
             "sh",
             "-c",
             "echo hi",

@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 
 use crate::SandboxError;
 
-/// Host pids whose parent is `parent` (the sandbox's namespace init is bubblewrap's only child).
+/// Host pids whose parent is `parent` (the sandbox's pid 1 is bubblewrap's only child).
 pub(crate) fn children_of(parent: i32) -> Vec<i32> {
     pids()
         .filter(|&pid| {

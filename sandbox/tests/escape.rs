@@ -8,7 +8,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{argv, assert_host_fine, eventually, marker, policy, processes_with, repo, run, sh};
+use support::{
+    argv, assert_host_fine, eventually, marker, orphaned_sandbox_zombies, policy, processes_with,
+    repo, run, sh,
+};
 use troupe_sandbox::{ExitStatus, Outcome, Sandbox};
 
 #[tokio::test]
@@ -211,7 +214,7 @@ async fn a_memory_bomb_fails_to_allocate() {
 async fn sleeping_forever_times_out_and_the_whole_tree_dies() {
     let m = format!("7777.{}", marker());
     let mut policy = policy();
-    policy.limits.wall_timeout = Duration::from_secs(3);
+    policy.limits.wall_timeout = Duration::from_secs(4);
     let repo = repo();
     let script = format!(
         "setsid sleep {m} & nohup sleep {m} >/dev/null 2>&1 & (sleep {m} &); \
@@ -231,11 +234,35 @@ async fn sleeping_forever_times_out_and_the_whole_tree_dies() {
     assert!(seen, "the detached processes never all started");
     assert_eq!(out.outcome, Outcome::TimedOut);
     assert_eq!(out.status, ExitStatus::Signal(9));
-    assert!(out.wall >= Duration::from_secs(3));
+    assert!(out.wall >= Duration::from_secs(4));
     assert_eq!(
         processes_with(&m),
         Vec::<i32>::new(),
         "processes survived the timeout"
+    );
+    assert_host_fine();
+}
+
+#[tokio::test]
+async fn background_processes_end_with_the_command() {
+    let m = format!("8888.{}", marker());
+    let repo = repo();
+    let script =
+        format!("setsid sleep {m} & nohup sleep {m} >/dev/null 2>&1 & (sleep {m} &); echo started");
+    for _ in 0..5 {
+        let out = run(policy(), &sh(&script), repo.path()).await;
+        assert!(out.success());
+        // Gone by the time `run` returns, not merely soon after.
+        assert_eq!(
+            processes_with(&m),
+            Vec::<i32>::new(),
+            "background processes outlived the command"
+        );
+    }
+    assert_eq!(
+        orphaned_sandbox_zombies(),
+        Vec::<i32>::new(),
+        "sandbox zombies left to the host's init"
     );
     assert_host_fine();
 }

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{argv, policy, repo, sh};
+use support::{argv, eventually, marker, policy, processes_with, repo, sh};
 use troupe_sandbox::{Sandbox, SandboxPool};
 
 #[tokio::test]
@@ -37,25 +37,32 @@ async fn an_episode_keeps_its_repository_and_nothing_else() {
 
 #[tokio::test]
 async fn slots_do_not_share_the_process_limit() {
+    let m = marker();
     let mut policy = policy();
     policy.limits.processes = 16;
-    policy.limits.wall_timeout = Duration::from_secs(4);
+    policy.limits.wall_timeout = Duration::from_secs(6);
     let pool = SandboxPool::new(policy, 2).await.unwrap();
     let (mut bomb, mut busy) = (pool.take().await, pool.take().await);
     let (bomb_repo, busy_repo) = (repo(), repo());
-    // Slot A holds all its processes for the whole test; slot B still forks freely.
+    // Slot A holds all its processes until its timeout; meanwhile slot B still forks freely.
     let hog = "import os, time\nwhile True:\n    try:\n        os.fork() or time.sleep(60)\n    except OSError:\n        time.sleep(60)\n";
-    let hog_cmd = argv(&["python3", "-c", hog]);
+    let hog_cmd = argv(&["python3", "-c", hog, &m]);
     let (bombed, worked) = tokio::join!(bomb.run(&hog_cmd, bomb_repo.path()), async {
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        busy.run(
-            &sh("for i in 1 2 3 4 5 6 7 8; do (true) & done; wait; echo forked"),
-            busy_repo.path(),
-        )
-        .await
+        // 16 processes of the uid: the two of bubblewrap and 14 of the hog.
+        let full = eventually(Duration::from_secs(5), || processes_with(&m).len() >= 14).await;
+        let out = busy
+            .run(
+                &sh("for i in 1 2 3 4 5 6 7 8; do (true) & done; wait; echo forked"),
+                busy_repo.path(),
+            )
+            .await;
+        (full, out)
     });
     assert_eq!(bombed.unwrap().outcome, troupe_sandbox::Outcome::TimedOut);
+    let (full, worked) = worked;
+    assert!(full, "the hog never reached its process limit");
     assert_eq!(worked.unwrap().stdout_text(), "forked\n");
+    assert!(processes_with(&m).is_empty());
 }
 
 #[tokio::test]

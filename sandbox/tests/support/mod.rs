@@ -77,6 +77,37 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Zombies of sandbox host uids (the default range) handed to the host's init: a sandbox's pid 1 that
+/// bubblewrap did not reap. They would hold pids and count against the uid's process limit.
+pub fn orphaned_sandbox_zombies() -> Vec<i32> {
+    let range = SandboxPolicy::default().host_uids;
+    let uids = range.first..range.first + range.count;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                return false;
+            };
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_default()
+            };
+            let uid: u32 = field("Uid:")
+                .split_whitespace()
+                .next()
+                .unwrap_or("0")
+                .parse()
+                .unwrap_or(0);
+            field("State:").starts_with('Z') && field("PPid:") == "1" && uids.contains(&uid)
+        })
+        .collect()
+}
+
 /// Polls `cond` until it holds or `limit` passes.
 pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
