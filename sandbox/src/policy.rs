@@ -75,7 +75,7 @@ pub struct Limits {
     /// Virtual address space per process in bytes (`RLIMIT_AS`). Not a total over the tree: that is at most
     /// `processes` times this.
     pub address_space_bytes: u64,
-    /// Processes and threads of the leased uid (`RLIMIT_NPROC`), counting the two bubblewrap processes.
+    /// Processes and threads of the leased uid (`RLIMIT_NPROC`), counting bubblewrap and the pid-1 shell.
     pub processes: u64,
     /// Largest file a process may write, in bytes (`RLIMIT_FSIZE`; SIGXFSZ beyond it).
     pub file_size_bytes: u64,
@@ -284,7 +284,7 @@ impl Limits {
         if self.processes < 4 {
             return Err(SandboxError::policy(
                 "limits.processes",
-                "at least 4 (bubblewrap itself uses 2)",
+                "at least 4 (bubblewrap and the pid-1 shell use 2)",
             ));
         }
         if self.file_size_bytes == 0 {
