@@ -2,6 +2,7 @@
 
 mod bench;
 mod progress;
+mod sandbox;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,6 +71,16 @@ enum Command {
         /// Where to write ca.pem, ca.key and NAME.pem / NAME.key per node.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Run one command in the sandbox env hosts use (default policy) and exit with its status.
+    Sandbox {
+        /// Task repository, bound read-write at /repo; its files are chowned to the sandbox's host uid
+        /// (default: a fresh temporary directory, removed afterwards).
+        #[arg(long)]
+        repo: Option<PathBuf>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
     },
     /// Measure parts of troupe against baselines from the same run (no thresholds).
     Bench {
@@ -203,6 +214,7 @@ fn main() -> anyhow::Result<()> {
                 "copy ca.pem and each node's NAME.pem / NAME.key to that node; keep ca.key offline"
             );
         }
+        Command::Sandbox { repo, command } => std::process::exit(sandbox::main(repo, command)?),
         Command::Bench { what } => bench::main(what)?,
     }
     Ok(())
