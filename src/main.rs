@@ -1,6 +1,7 @@
 //! `troupe`: post-train a policy with RL. `troupe run` does the whole job on this machine.
 
 mod bench;
+mod export;
 mod progress;
 mod sandbox;
 
@@ -82,6 +83,9 @@ enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Write a policy (GGUF, Hugging Face dir, checkpoint or run dir) as a Hugging Face
+    /// directory that `transformers` loads.
+    Export(export::ExportArgs),
     /// Measure parts of troupe against baselines from the same run (no thresholds).
     Bench {
         #[command(subcommand)]
@@ -216,6 +220,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Sandbox { repo, command } => std::process::exit(sandbox::main(repo, command)?),
         Command::Bench { what } => bench::main(what)?,
+        Command::Export(args) => export::main(args)?,
     }
     Ok(())
 }

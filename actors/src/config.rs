@@ -45,6 +45,10 @@ pub struct RunConfig {
     pub seed: u64,
     /// Where run directories are created (`--out` picks one exactly).
     pub runs_dir: PathBuf,
+    /// Where the learner computes: `cpu`, or `cuda` / `cuda:N` in a `--features cuda`
+    /// build (weights and optimizer state then live in GPU memory; publications are
+    /// copied back to host memory for samplers).
+    pub learner_device: String,
 }
 
 impl Default for RunConfig {
@@ -52,6 +56,7 @@ impl Default for RunConfig {
         Self {
             seed: 1,
             runs_dir: PathBuf::from("runs"),
+            learner_device: "cpu".into(),
         }
     }
 }
@@ -213,6 +218,11 @@ pub struct RlConfig {
     pub clip_low: f32,
     /// PPO clip: ratio ceiling `1 + clip_high`.
     pub clip_high: f32,
+    /// Truncated importance sampling cap `C` (0 = off): the ratio is taken against the
+    /// learner's own log-probs and each token weighted by `min(pi_learner / pi_sampler, C)`.
+    /// Use it when samplers decode with other weights than the learner's (`sampler_weights
+    /// = "q8_0"`); costs nothing extra.
+    pub tis_cap: f32,
     /// How many learner steps the samplers run ahead: batch `b` is generated with the
     /// weights published after step `b - async_lag`, overlapping generation and training.
     pub async_lag: u64,
@@ -240,6 +250,7 @@ impl Default for RlConfig {
             lr: 3e-4,
             clip_low: 0.2,
             clip_high: 0.28,
+            tis_cap: 0.0,
             async_lag: 1,
             max_staleness: 2,
             temperature: 1.0,

@@ -322,6 +322,8 @@ mod tests {
             grad_norm: 1.5,
             clip_fraction: 0.0,
             approx_kl: 0.001,
+            logprob_gap: 0.01,
+            tis_truncated: 0.0,
         });
         round_trip(troupe_learner::SftExample {
             tokens: vec![257, 258, 49],

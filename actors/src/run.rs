@@ -449,6 +449,7 @@ pub(crate) async fn spawn_roles(
                 clip: Clip {
                     low: rl.clip_low,
                     high: rl.clip_high,
+                    tis_cap: rl.tis_cap,
                 },
                 adamw: AdamWConfig {
                     beta1: cfg.optim.beta1,
@@ -461,6 +462,7 @@ pub(crate) async fn spawn_roles(
             seed: ctx.seed,
             run_dir: head.run_dir,
             resume: head.resume,
+            device: cfg.run.learner_device.clone(),
             sft_steps: cfg.sft.steps,
             sft_batch: cfg.sft.batch_size,
             checkpoint_every: rl.checkpoint_every,

@@ -77,4 +77,9 @@ pub struct StepReport {
     pub clip_fraction: f32,
     /// KL estimate between behaviour and current policy.
     pub approx_kl: f32,
+    /// Mean |log-prob under the learner - behaviour log-prob| over policy tokens: the
+    /// sampler/learner mismatch (quantised sampler weights, staleness).
+    pub logprob_gap: f32,
+    /// Fraction of policy tokens whose truncated importance weight hit its cap.
+    pub tis_truncated: f32,
 }

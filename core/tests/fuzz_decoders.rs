@@ -145,6 +145,8 @@ fn step_report() -> impl Strategy<Value = StepReport> {
                 grad_norm,
                 clip_fraction,
                 approx_kl,
+                logprob_gap: loss.abs(),
+                tis_truncated: 0.0,
             },
         )
 }
@@ -288,6 +290,8 @@ fn sample_step() -> StepReport {
         grad_norm: 1.5,
         clip_fraction: 0.0,
         approx_kl: 0.01,
+        logprob_gap: 0.02,
+        tis_truncated: 0.0,
     }
 }
 

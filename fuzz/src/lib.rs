@@ -217,7 +217,7 @@ impl From<AWork> for Work {
 #[derive(Debug, Arbitrary)]
 pub struct AStep {
     u: [u64; 7],
-    f: [f32; 5],
+    f: [f32; 7],
     staleness_histogram: Vec<u64>,
     wait_seconds: f64,
     train_seconds: f64,
@@ -241,6 +241,8 @@ impl From<AStep> for StepReport {
             grad_norm: a.f[2],
             clip_fraction: a.f[3],
             approx_kl: a.f[4],
+            logprob_gap: a.f[5],
+            tis_truncated: a.f[6],
         }
     }
 }

@@ -22,13 +22,19 @@ pub fn group_advantages(rewards: &[f32]) -> Vec<f32> {
     rewards.iter().map(|r| (r - mean) / (std + 1e-6)).collect()
 }
 
-/// PPO clipping range for the importance ratio `pi / pi_behaviour`.
+/// PPO clipping range, and the optional truncated importance weight.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Clip {
     /// Lower margin: ratio is clipped at `1 - low`.
     pub low: f32,
     /// Upper margin: ratio is clipped at `1 + high`.
     pub high: f32,
+    /// Truncated importance sampling. `0`: the PPO ratio is taken against the behaviour
+    /// log-probs. `C > 0`: the ratio is taken against the learner's own current log-probs
+    /// (the proximal policy) and each token is weighted by `min(pi_learner / pi_behaviour,
+    /// C)`, which corrects for samplers that decode with different weights (quantised)
+    /// or older ones, without letting one token's weight explode.
+    pub tis_cap: f32,
 }
 
 /// Tensors for one RL step: packed sequences plus per-position behaviour log-probs
@@ -108,16 +114,31 @@ pub struct PgStats {
     pub clip_fraction: f32,
     /// Mean `logp_behaviour - logp_current` (a KL estimate).
     pub approx_kl: f32,
+    /// Mean `|logp_current - logp_behaviour|`.
+    pub logprob_gap: f32,
+    /// Fraction of tokens whose importance weight was truncated at the cap.
+    pub tis_truncated: f32,
 }
 
 /// Token-mean PPO clipped surrogate loss (`-min(r A, clip(r) A)` per policy token).
 pub fn pg_loss(model: &Transformer, batch: &RlBatch, clip: Clip) -> Result<(Tensor, PgStats)> {
     let logp = target_logprobs(model, &batch.packed)?;
     let mask = &batch.packed.mask;
-    let ratio = (&logp - &batch.behaviour)?.exp()?;
+    let (ratio, weight) = if clip.tis_cap > 0.0 {
+        let proximal = logp.detach();
+        let weight = (&proximal - &batch.behaviour)?
+            .exp()?
+            .clamp(0.0, clip.tis_cap)?;
+        ((&logp - &proximal)?.exp()?, Some(weight))
+    } else {
+        ((&logp - &batch.behaviour)?.exp()?, None)
+    };
     let unclipped = (&ratio * &batch.advantages)?;
     let clipped = (ratio.clamp(1.0 - clip.low, 1.0 + clip.high)? * &batch.advantages)?;
-    let surrogate = unclipped.minimum(&clipped)?;
+    let mut surrogate = unclipped.minimum(&clipped)?;
+    if let Some(w) = &weight {
+        surrogate = (surrogate * w)?;
+    }
     let n = batch.tokens.max(1) as f64;
     let loss = ((surrogate * mask)?.sum_all()?.neg()? / n)?;
 
@@ -131,12 +152,17 @@ pub fn pg_loss(model: &Transformer, batch: &RlBatch, clip: Clip) -> Result<(Tens
             stats.mean_ratio += r[i];
             stats.clip_fraction += f32::from(r[i] < 1.0 - clip.low || r[i] > 1.0 + clip.high);
             stats.approx_kl += bl[i] - lp[i];
+            stats.logprob_gap += (lp[i] - bl[i]).abs();
+            stats.tis_truncated +=
+                f32::from(clip.tis_cap > 0.0 && (lp[i] - bl[i]).exp() > clip.tis_cap);
         }
     }
     let n = n as f32;
     stats.mean_ratio /= n;
     stats.clip_fraction /= n;
     stats.approx_kl /= n;
+    stats.logprob_gap /= n;
+    stats.tis_truncated /= n;
     Ok((loss, stats))
 }
 
@@ -200,6 +226,7 @@ mod tests {
         let clip = Clip {
             low: 0.2,
             high: 0.28,
+            tis_cap: 0.0,
         };
         let (loss, stats) = pg_loss(&model, &batch, clip).unwrap();
         let adv = group_advantages(&[1.0, 0.0, 0.0]);
@@ -230,5 +257,66 @@ mod tests {
         );
         assert_eq!(batch.tokens, n);
         assert!(stats.mean_ratio > 0.0);
+    }
+
+    #[test]
+    fn truncated_importance_weights_value_and_gradient() {
+        let cfg = ModelConfig {
+            d_model: 32,
+            n_layers: 1,
+            n_heads: 2,
+            d_ff: 64,
+            max_seq: 32,
+            ..ModelConfig::default()
+        };
+        let params = Params::init(&cfg, 4).unwrap();
+        let model = Transformer::new(&cfg, &params.tensors()).unwrap();
+        let group = vec![
+            traj(1, &[49, 260], &[-5.0, -9.0], 1.0),
+            traj(2, &[50, 260], &[-5.9, -5.2], 0.0),
+        ];
+        let batch = build_batch(std::slice::from_ref(&group), cfg.max_seq).unwrap();
+        let tis = |cap: f32| Clip {
+            low: 0.2,
+            high: 0.28,
+            tis_cap: cap,
+        };
+        // The value: -mean(A * min(pi / mu, C)) at ratio 1 against the proximal policy.
+        let adv = group_advantages(&[1.0, 0.0]);
+        let (loss, stats) = pg_loss(&model, &batch, tis(2.0)).unwrap();
+        let mut expected = 0.0;
+        let mut truncated = 0;
+        for (s, a) in group.iter().zip(&adv) {
+            let t = &s.trajectory;
+            let now = model
+                .sequence_logprobs(&t.tokens[..5], &t.tokens[5..])
+                .unwrap();
+            for (k, lp) in now.iter().enumerate() {
+                let w = (lp - t.logprobs[5 + k]).exp();
+                truncated += usize::from(w > 2.0);
+                expected -= a * w.min(2.0);
+            }
+        }
+        expected /= 4.0;
+        let got = loss.to_scalar::<f32>().unwrap();
+        assert!((got - expected).abs() < 1e-4, "loss {got} vs {expected}");
+        assert!((stats.tis_truncated - truncated as f32 / 4.0).abs() < 1e-6);
+        assert!(
+            truncated > 0,
+            "the -9.0 behaviour log-prob must hit the cap"
+        );
+        assert!(stats.logprob_gap > 0.0);
+        // Gradients flow through the ratio (the weight is a constant).
+        let grads = loss.backward().unwrap();
+        let g = grads.get(params.vars()[0].as_tensor()).unwrap();
+        assert!(
+            g.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 0.0
+        );
     }
 }

@@ -279,6 +279,7 @@ mod tests {
             clip: Clip {
                 low: 0.2,
                 high: 0.2,
+                tis_cap: 0.0,
             },
             adamw: AdamWConfig::default(),
         };

@@ -88,6 +88,7 @@ pub fn main(args: LearnerArgs) -> anyhow::Result<()> {
         clip: Clip {
             low: 0.2,
             high: 0.28,
+            tis_cap: 0.0,
         },
         adamw: AdamWConfig::default(),
     };

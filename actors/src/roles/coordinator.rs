@@ -279,6 +279,8 @@ impl CoordinatorState {
             "grad_norm": r.grad_norm,
             "clip_fraction": r.clip_fraction,
             "approx_kl": r.approx_kl,
+            "logprob_gap": r.logprob_gap,
+            "tis_truncated": r.tis_truncated,
             "sampler_version_lag": self
                 .sampler_publication
                 .iter()

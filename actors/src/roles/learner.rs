@@ -30,6 +30,8 @@ pub struct LearnerArgs {
     pub run_dir: PathBuf,
     /// Resume from this checkpoint directory.
     pub resume: Option<PathBuf>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
     /// SFT steps and batch size.
     pub sft_steps: u64,
     /// Conversations per SFT step.
@@ -144,6 +146,8 @@ impl LearnerActorState {
             grad_norm: 0.0,
             clip_fraction: 0.0,
             approx_kl: 0.0,
+            logprob_gap: 0.0,
+            tis_truncated: 0.0,
         };
         if groups.is_empty() {
             self.learner.skip_rl_step();
@@ -155,6 +159,8 @@ impl LearnerActorState {
             report.grad_norm = stats.grad_norm;
             report.clip_fraction = stats.pg.clip_fraction;
             report.approx_kl = stats.pg.approx_kl;
+            report.logprob_gap = stats.pg.logprob_gap;
+            report.tis_truncated = stats.pg.tis_truncated;
         }
         report.train_seconds = started.elapsed().as_secs_f64();
         report.version = self.learner.version().0;
@@ -186,6 +192,28 @@ impl Actor for LearnerActor {
         let learner = match &args.resume {
             Some(dir) => Learner::load(&args.model, args.learner.clone(), dir)?,
             None => Learner::new(&args.model, args.learner.clone(), args.seed)?,
+        };
+        let learner = match args.device.as_str() {
+            "cpu" => learner,
+            name => {
+                let ordinal = name
+                    .strip_prefix("cuda")
+                    .map(|r| r.trim_start_matches(':'))
+                    .and_then(|r| {
+                        if r.is_empty() {
+                            Some(0)
+                        } else {
+                            r.parse().ok()
+                        }
+                    })
+                    .ok_or_else(|| {
+                        format!("run.learner_device = {name:?}: expected cpu, cuda or cuda:N")
+                    })?;
+                let device = candle_core::Device::new_cuda(ordinal).map_err(|e| {
+                    format!("run.learner_device = {name:?}: {e} (a `--features cuda` build on a GPU machine is needed)")
+                })?;
+                learner.to_device(&device)?
+            }
         };
         let state = LearnerActorState {
             args,
