@@ -143,6 +143,11 @@ impl DurableBuffer {
         self.log.as_mut().map_or(Ok(()), |l| l.sync_if_due(now))
     }
 
+    /// When waiting records must be synced (see [`ReplayLog::sync_deadline`]).
+    pub fn sync_deadline(&self) -> Option<Instant> {
+        self.log.as_ref().and_then(ReplayLog::sync_deadline)
+    }
+
     /// The learner has checkpointed (its next take is of the batch after the last one
     /// taken): compacts the log if it has grown past its threshold. Compacting only
     /// here keeps [`Recovery::Rewind`] to that checkpoint possible. Whether it compacted.

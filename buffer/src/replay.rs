@@ -201,10 +201,13 @@ impl ReplayBuffer {
         batch: u64,
         current: PolicyVersion,
     ) -> Option<(Batch, Take)> {
-        let keys: Vec<Key> = (0..self.cfg.groups_per_batch).map(|g| (batch, g)).collect();
-        if !keys.iter().all(|k| self.complete.contains(k)) {
+        // A batch's keys are adjacent in the ordered set: one range scan, not one
+        // lookup per group.
+        let gpb = self.cfg.groups_per_batch;
+        if self.complete.range((batch, 0)..=(batch, gpb - 1)).count() != gpb as usize {
             return None;
         }
+        let keys: Vec<Key> = (0..gpb).map(|g| (batch, g)).collect();
         self.closed_batches.insert(batch);
         Some(self.serve(batch, &keys, current, Closes::Batch))
     }
@@ -299,8 +302,18 @@ impl ReplayBuffer {
 
     /// Removes the complete group `key` with `fate`, updating the counts.
     fn remove_complete(&mut self, key: Key, fate: Fate) -> Held {
-        self.complete.remove(&key);
-        let held = self.groups.remove(&key).expect("a complete group is held");
+        // The learner takes the oldest groups: popping the first entry walks the
+        // left edge of each tree, which stays in cache, where a lookup would not.
+        if self.complete.first() == Some(&key) {
+            self.complete.pop_first();
+        } else {
+            self.complete.remove(&key);
+        }
+        let held = match self.groups.first_key_value() {
+            Some((first, _)) if *first == key => self.groups.pop_first().map(|(_, h)| h),
+            _ => self.groups.remove(&key),
+        }
+        .expect("a complete group is held");
         let n = held.members.len() as u64;
         self.counts.pending -= n;
         match fate {

@@ -538,6 +538,12 @@ impl ReplayLog {
         }
     }
 
+    /// When the records waiting for a group commit must be synced (`None`: none wait,
+    /// or each record is synced as it is appended).
+    pub fn sync_deadline(&self) -> Option<Instant> {
+        self.commit.deadline()
+    }
+
     /// Whether records wait for a sync (acknowledgements must wait too).
     pub fn has_unsynced(&self) -> bool {
         self.commit.pending()
