@@ -79,11 +79,14 @@ fn decode_with_budget<T: Decode<()>, const BUDGET: usize>(body: &[u8]) -> Result
 
 /// Encodes `msg` as `[version u16 LE][len u64 LE][body]`.
 pub fn encode_frame<T: Encode>(msg: &T) -> Result<Vec<u8>, CoreError> {
-    let body = bincode::encode_to_vec(msg, config())?;
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    // Encoded in place after the header (the length is patched in), so a large payload
+    // is not copied a second time.
+    let mut out = Vec::with_capacity(HEADER_LEN + 256);
     out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&0u64.to_le_bytes());
+    encode_body_into(msg, &mut out)?;
+    let len = (out.len() - HEADER_LEN) as u64;
+    out[2..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
     Ok(out)
 }
 
