@@ -153,3 +153,18 @@ fn oversized_records_are_refused_before_writing() {
     fb.push(&vec![0u8; MAX_RECORD as usize]).unwrap();
     assert!(matches!(fb.finish(), Err(crate::LogError::TooLarge { .. })));
 }
+
+proptest::proptest! {
+    /// Payloads with a good checksum but arbitrary content (what a future format, or
+    /// deliberate tampering, would produce) are decode errors, never panics or huge
+    /// allocations.
+    #[test]
+    fn arbitrary_payloads_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        let _ = decode_record(&bytes);
+        let _ = decode_part(&bytes);
+        let mut r = FrameReader::new(bytes.as_slice(), bytes.len() as u64);
+        while let Ok(Frame::Good(p)) = r.next_frame() {
+            let _ = decode_record(p);
+        }
+    }
+}
