@@ -125,8 +125,17 @@ fn print_table(s: &Summary) {
         100.0 * (h.after_rl - h.after_sft)
     );
     println!(
-        "  trajectories      generated {}   trained {}   dropped stale {}   filtered zero-signal {}   in flight {}",
-        t.generated, t.trained, t.dropped_stale, t.filtered_zero_signal, t.in_flight
+        "  trajectories      generated {}   trained {}   dropped stale {}   filtered zero-signal {}   in flight {}{}",
+        t.generated,
+        t.trained,
+        t.dropped_stale,
+        t.filtered_zero_signal,
+        t.in_flight,
+        if t.duplicates > 0 {
+            format!("   resent (ignored) {}", t.duplicates)
+        } else {
+            String::new()
+        }
     );
     println!(
         "  throughput        sampled {:.0} tok/s   trained {:.0} tok/s   (over {:.1} s of RL)",

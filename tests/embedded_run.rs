@@ -309,6 +309,25 @@ fn killed_run_resumes_from_its_checkpoint() {
         (1..=40).collect(),
         "killed after RL step {killed_at}"
     );
+    // The buffer recovered from its log, rewound to the checkpoint: every trajectory of
+    // the 40 batches is counted once (resends are duplicates), and what the learner
+    // trained on in each step (metrics, both sessions) adds up to the summary.
+    let t = &summary["trajectories"];
+    assert_eq!(f(t, &["generated"]), 40.0 * 8.0 * 8.0, "{t}");
+    let accounted = f(t, &["trained"])
+        + f(t, &["dropped_stale"])
+        + f(t, &["filtered_zero_signal"])
+        + f(t, &["in_flight"]);
+    assert_eq!(f(t, &["generated"]), accounted, "{t}");
+    let lines = metrics(&out);
+    for key in ["trained", "dropped_stale", "filtered_zero_signal"] {
+        let per_step: f64 = lines.iter().map(|l| f(l, &[key])).sum();
+        assert_eq!(per_step, f(t, &[key]), "{key}: {t}");
+    }
+    assert!(
+        out.join("buffer").is_dir(),
+        "no replay log in the run directory"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -33,6 +33,8 @@ pub struct ClusterConfig {
     pub sft: SftConfig,
     /// Asynchronous GRPO.
     pub rl: RlConfig,
+    /// The replay buffer's durable log.
+    pub buffer: BufferSettings,
     /// Optimizer.
     pub optim: OptimConfig,
 }
@@ -262,6 +264,73 @@ impl Default for RlConfig {
     }
 }
 
+/// When the replay log makes appended records durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// `sync_data` after every record (one record per insert message or take).
+    Every,
+    /// One `sync_data` per `group_commit_records` records or `group_commit_ms`.
+    Group,
+}
+
+/// The replay buffer's durable log: every insert and take is appended to a checksummed
+/// log before it is acknowledged, and a restarted buffer recovers from it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferSettings {
+    /// Write the log. Off, the buffer lives in memory only and a resumed run regenerates
+    /// every batch the learner had not trained on.
+    pub log: bool,
+    /// Log directory. Relative paths are relative to the run directory when the buffer
+    /// is on the head node (the default), else to the directory `troupe node` runs in.
+    /// Disk: every trajectory once, until the next compaction.
+    pub log_dir: PathBuf,
+    /// `"every"`: sync after each record — an acknowledged insert survives power loss,
+    /// at one device flush (0.05–5 ms) per record. `"group"`: one flush per group.
+    pub sync: SyncMode,
+    /// Group commit: longest a record waits for its flush (and an acknowledgement
+    /// for it). A power failure loses at most this window, which was never acknowledged.
+    pub group_commit_ms: u64,
+    /// Group commit: flush once this many records wait, whichever comes first.
+    pub group_commit_records: u32,
+    /// At the learner's next checkpoint after the log passes this many MiB, the buffer
+    /// writes a snapshot of what it holds and starts a new log, so recovery reads at most
+    /// one snapshot plus the records since the last compaction.
+    pub compact_mib: u64,
+}
+
+impl Default for BufferSettings {
+    fn default() -> Self {
+        Self {
+            log: true,
+            log_dir: PathBuf::from("buffer"),
+            sync: SyncMode::Group,
+            group_commit_ms: 5,
+            group_commit_records: 64,
+            compact_mib: 64,
+        }
+    }
+}
+
+impl BufferSettings {
+    /// The log's configuration, with a relative `log_dir` resolved against `base`;
+    /// `None` when the log is off.
+    pub fn log_config(&self, base: &Path) -> Option<troupe_buffer::LogConfig> {
+        self.log.then(|| troupe_buffer::LogConfig {
+            dir: base.join(&self.log_dir),
+            sync: match self.sync {
+                SyncMode::Every => troupe_buffer::SyncPolicy::Every,
+                SyncMode::Group => troupe_buffer::SyncPolicy::Group {
+                    max_records: self.group_commit_records,
+                    max_delay: std::time::Duration::from_millis(self.group_commit_ms),
+                },
+            },
+            compact_bytes: self.compact_mib.saturating_mul(1 << 20),
+        })
+    }
+}
+
 /// AdamW settings shared by both phases.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -432,7 +501,15 @@ impl ClusterConfig {
             }
         }
         let rl = &self.rl;
-        let checks: [(&str, bool); 8] = [
+        let checks: [(&str, bool); 10] = [
+            (
+                "buffer.group_commit_records must be at least 1",
+                self.buffer.group_commit_records >= 1,
+            ),
+            (
+                "buffer.compact_mib must be at least 1",
+                self.buffer.compact_mib >= 1,
+            ),
             ("rl.group_size must be at least 2", rl.group_size >= 2),
             (
                 "rl.groups_per_batch must be at least 1",
@@ -514,6 +591,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("host:port"), "{err}");
+    }
+
+    #[test]
+    fn buffer_log_settings_parse_and_resolve() {
+        let cfg = ClusterConfig::parse(
+            "[buffer]\nsync = \"every\"\nlog_dir = \"/var/log/b\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let log = cfg.buffer.log_config(Path::new("runs/r1")).unwrap();
+        assert_eq!(log.dir, PathBuf::from("/var/log/b"));
+        assert_eq!(log.sync, troupe_buffer::SyncPolicy::Every);
+        let default = ClusterConfig::default()
+            .buffer
+            .log_config(Path::new("runs/r1"));
+        assert_eq!(default.unwrap().dir, PathBuf::from("runs/r1/buffer"));
+        let off = ClusterConfig::parse("[buffer]\nlog = false\n", Path::new("c.toml")).unwrap();
+        assert!(off.buffer.log_config(Path::new(".")).is_none());
+        for bad in [
+            "[buffer]\nsync = \"sometimes\"\n",
+            "[buffer]\nlogdir = \"x\"\n",
+            "[buffer]\ngroup_commit_records = 0\n",
+        ] {
+            assert!(
+                ClusterConfig::parse(bad, Path::new("c.toml")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

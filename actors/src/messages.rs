@@ -79,8 +79,19 @@ pub enum JudgeMsg {
 pub enum BufferMsg {
     /// Store a scored training trajectory.
     Insert(Box<ScoredTrajectory>),
-    /// Take RL batch `batch` if complete, classifying staleness against `version`.
+    /// Store many scored training trajectories: one message, one log record.
+    InsertBatch(Vec<ScoredTrajectory>),
+    /// Take RL batch `batch` if complete, classifying staleness against `version`; the
+    /// take is durable before the reply.
     TakeBatch(u64, u64, RpcReplyPort<Option<troupe_buffer::Batch>>),
+    /// Reply with the buffer's counts once everything sent before is durable: the
+    /// acknowledgement of earlier inserts.
+    Counts(RpcReplyPort<troupe_buffer::Counts>),
+    /// The learner checkpointed after this many RL steps (its next take is that
+    /// batch): the buffer may compact its log now.
+    Checkpointed(u64),
+    /// Group-commit timer (the buffer sends it to itself; never crosses the network).
+    Flush,
 }
 
 /// Learner inbox.
@@ -242,30 +253,44 @@ impl ractor::Message for BufferMsg {
     fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
         match self {
             BufferMsg::Insert(t) => remote::cast("Insert", &*t),
+            BufferMsg::InsertBatch(ts) => remote::cast("InsertBatch", &ts),
             BufferMsg::TakeBatch(batch, version, reply) => {
                 remote::call("TakeBatch", &(batch, version), reply)
             }
+            BufferMsg::Counts(reply) => remote::call("Counts", &(), reply),
+            BufferMsg::Checkpointed(step) => remote::cast("Checkpointed", &step),
+            BufferMsg::Flush => Err(BoxedDowncastErr),
         }
     }
 
     fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
         match msg {
-            SerializedMessage::Cast { variant, args, .. } if variant == "Insert" => {
-                Ok(BufferMsg::Insert(Box::new(remote::decode(&args)?)))
-            }
+            SerializedMessage::Cast { variant, args, .. } => match variant.as_str() {
+                "Insert" => Ok(BufferMsg::Insert(Box::new(remote::decode(&args)?))),
+                "InsertBatch" => Ok(BufferMsg::InsertBatch(remote::decode(&args)?)),
+                "Checkpointed" => Ok(BufferMsg::Checkpointed(remote::decode(&args)?)),
+                _ => Err(BoxedDowncastErr),
+            },
             SerializedMessage::Call {
                 variant,
                 args,
                 reply,
                 ..
-            } if variant == "TakeBatch" => {
-                let (batch, version) = remote::decode(&args)?;
-                Ok(BufferMsg::TakeBatch(
-                    batch,
-                    version,
-                    remote::reply_port(reply),
-                ))
-            }
+            } => match variant.as_str() {
+                "TakeBatch" => {
+                    let (batch, version) = remote::decode(&args)?;
+                    Ok(BufferMsg::TakeBatch(
+                        batch,
+                        version,
+                        remote::reply_port(reply),
+                    ))
+                }
+                "Counts" => {
+                    let () = remote::decode(&args)?;
+                    Ok(BufferMsg::Counts(remote::reply_port(reply)))
+                }
+                _ => Err(BoxedDowncastErr),
+            },
             _ => Err(BoxedDowncastErr),
         }
     }
@@ -330,5 +355,46 @@ mod tests {
             mask: vec![0, 0, 1],
         });
         round_trip(troupe_buffer::Counts::default());
+    }
+
+    #[test]
+    fn buffer_messages_cross_the_wire_and_bad_ones_are_refused() {
+        use ractor::Message;
+        let task = TaskSpec {
+            id: 1,
+            prompt: "p".into(),
+            answer: "a".into(),
+            difficulty: 0,
+        };
+        let t = ScoredTrajectory {
+            trajectory: Trajectory::new(
+                5,
+                task,
+                troupe_core::Purpose::Train { batch: 1, group: 0 },
+            ),
+            reward: troupe_core::Reward {
+                total: 1.0,
+                breakdown: vec![],
+            },
+        };
+        let wire = BufferMsg::InsertBatch(vec![t.clone(), t.clone()])
+            .serialize()
+            .unwrap();
+        assert!(matches!(
+            BufferMsg::deserialize(wire),
+            Ok(BufferMsg::InsertBatch(ts)) if ts == vec![t.clone(), t]
+        ));
+        let wire = BufferMsg::Checkpointed(7).serialize().unwrap();
+        assert!(matches!(
+            BufferMsg::deserialize(wire),
+            Ok(BufferMsg::Checkpointed(7))
+        ));
+        assert!(BufferMsg::Flush.serialize().is_err());
+        let bad = SerializedMessage::Cast {
+            variant: "InsertBatch".into(),
+            args: vec![1, 0, 9, 9, 9],
+            metadata: None,
+        };
+        assert!(BufferMsg::deserialize(bad).is_err());
     }
 }

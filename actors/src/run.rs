@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorCell, ActorRef};
 use tokio::sync::oneshot;
-use troupe_buffer::BufferConfig;
+use troupe_buffer::{BufferConfig, Recovery};
 use troupe_env::{Role, TaskSource};
 use troupe_learner::{LearnerConfig, SftExample, adamw::AdamWConfig, checkpoint, grpo::Clip};
 use troupe_model::tokenizer::TurnRole;
@@ -16,7 +16,7 @@ use crate::config::{ClusterConfig, Roles};
 use crate::messages::CoordinatorMsg;
 use crate::progress::Progress;
 use crate::roles::{
-    buffer::Buffer,
+    buffer::{Buffer, BufferArgs},
     coordinator::{Coordinator, CoordinatorArgs, StartPoint},
     envhost::EnvHost,
     judge::Judge,
@@ -192,6 +192,8 @@ pub(crate) struct Head {
     pub state: RunState,
     pub start: StartPoint,
     pub resume: Option<PathBuf>,
+    /// Whether this continues an earlier session of the run (`--resume`).
+    pub resumed: bool,
     pub seed_examples: Vec<SftExample>,
     pub heldout: Vec<troupe_core::TaskSpec>,
 }
@@ -201,6 +203,17 @@ impl Head {
         HeadContext {
             run_dir: self.run_dir.clone(),
             resume: self.resume.clone(),
+            buffer_recovery: self.buffer_recovery(),
+        }
+    }
+
+    /// A new run starts with an empty replay log; a resumed one rebuilds the buffer as
+    /// of the learner's checkpoint: batches taken after it are served again.
+    pub(crate) fn buffer_recovery(&self) -> Recovery {
+        match (self.resumed, self.start) {
+            (false, _) => Recovery::Fresh,
+            (true, StartPoint::Rl { step, .. }) => Recovery::Rewind(step),
+            (true, _) => Recovery::Rewind(0),
         }
     }
 }
@@ -296,6 +309,7 @@ pub(crate) fn prepare_head(opts: &RunOptions, progress: &dyn Progress) -> Result
         state,
         start,
         resume: resume_ckpt,
+        resumed: opts.resume.is_some(),
         seed_examples,
         heldout,
     })
@@ -340,6 +354,9 @@ pub(crate) async fn spawn_coordinator(
         progress,
         done: Arc::new(Mutex::new(Some(done_tx))),
         required: cfg.total_roles(),
+        // The buffer's counts cover the whole run unless a resumed run lost them with
+        // an in-memory buffer.
+        buffer_accounting: cfg.buffer.log || !head.resumed,
     };
     let (coordinator, handle) =
         Actor::spawn(Some("coordinator".into()), Coordinator, coordinator_args)
@@ -372,6 +389,8 @@ pub(crate) struct HeadContext {
     pub run_dir: PathBuf,
     /// Checkpoint to resume the learner from.
     pub resume: Option<PathBuf>,
+    /// How the replay buffer treats an existing log.
+    pub buffer_recovery: Recovery,
 }
 
 /// Everything a node needs to start its roles.
@@ -414,14 +433,19 @@ pub(crate) async fn spawn_roles(
             max_staleness: rl.max_staleness,
             capacity_groups: (rl.groups_per_batch as usize) * (rl.async_lag as usize + 3),
         };
-        start(
-            "buffer".into(),
-            Buffer,
-            buffer_cfg,
-            &supervisor,
-            "replay buffer",
-        )
-        .await?;
+        // On the head the log lives in the run directory and follows the run's resume;
+        // elsewhere it is relative to the working directory and must start empty (only the
+        // head can resume a run).
+        let (base, recovery) = match &ctx.head {
+            Some(h) => (h.run_dir.clone(), h.buffer_recovery),
+            None => (PathBuf::from("."), Recovery::Fresh),
+        };
+        let args = BufferArgs {
+            config: buffer_cfg,
+            log: cfg.buffer.log_config(&base),
+            recovery,
+        };
+        start("buffer".into(), Buffer, args, &supervisor, "replay buffer").await?;
     }
     for i in 0..roles.env_hosts {
         start(

@@ -41,6 +41,10 @@ pub struct TrajectoryCounts {
     pub filtered_zero_signal: u64,
     /// Still held by the buffer when the run ended.
     pub in_flight: u64,
+    /// Resent trajectories the buffer ignored (a resumed run regenerates batches the
+    /// buffer's log already holds); not part of `generated`.
+    #[serde(default)]
+    pub duplicates: u64,
 }
 
 /// Token throughput over the RL phase.

@@ -9,9 +9,15 @@
 //!   [`BufferError::Full`]); [`ReplayBuffer::take_batch`] serves one whole RL batch
 //!   (pipelined mode); [`ReplayBuffer::take_ready`] serves whichever groups are
 //!   complete, oldest first (free-running mode).
-//! - [`Group`], [`Batch`], [`InsertOutcome`], [`Counts`] — what it hands back.
+//! - [`Group`], [`Batch`], [`InsertOutcome`], [`Counts`] — what it hands back; [`Take`]
+//!   — the record of a take (groups consumed, each served or dropped with a reason).
+//! - [`DurableBuffer`] — the buffer with its log: every change logged in order, synced
+//!   before it is acknowledged.
+//! - [`log`] — the durable replay log: checksummed records appended before a change is
+//!   acknowledged, recovery that cuts a torn tail, snapshots that bound recovery time.
 //!
-//! There is no async and no clock in here; the buffer actor is a thin shell around it.
+//! There is no async and no clock in here (the log's group commit is told the time);
+//! the buffer actor is a thin shell around it.
 //!
 //! ```
 //! use troupe_buffer::{BufferConfig, InsertOutcome, ReplayBuffer};
@@ -39,11 +45,18 @@
 //! assert_eq!((c.inserted, c.served, c.duplicates, c.pending), (2, 2, 1, 0));
 //! ```
 
+mod durable;
+pub mod log;
 mod replay;
 mod types;
 
-pub use replay::ReplayBuffer;
-pub use types::{Batch, BufferConfig, Counts, Group, InsertOutcome, ZERO_SIGNAL_EPSILON};
+pub use durable::{DurableBuffer, Inserted};
+pub use log::{LogConfig, Recovery, RecoveryReport, ReplayLog, SyncPolicy};
+pub use replay::{ReplayBuffer, RestoredState};
+pub use types::{
+    Batch, BufferConfig, Closes, Counts, DropReason, Fate, Group, GroupKey, InsertOutcome, Take,
+    TakenGroup, ZERO_SIGNAL_EPSILON,
+};
 
 /// Errors from configuring the replay buffer or inserting into it. None of them loses
 /// data silently: a rejected trajectory was not stored and the caller decides what to do.
@@ -99,4 +112,96 @@ pub enum BufferError {
         /// Configured capacity in groups.
         capacity_groups: usize,
     },
+}
+
+/// Errors from the replay log. A damaged tail is not an error (recovery cuts it off and
+/// reports it); these are the conditions recovery cannot repair on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A file of the log could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// Another buffer (process) has the log directory open.
+    #[error("{}: the replay log is in use by another buffer", path.display())]
+    Locked {
+        /// The log directory.
+        path: std::path::PathBuf,
+    },
+    /// A header or snapshot is damaged, of another format version, or out of place.
+    #[error("{}: {reason}", path.display())]
+    BadFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A record with a good checksum does not decode (written by an incompatible build).
+    #[error("{}: record at byte {offset} does not decode: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Byte offset of the record's frame.
+        offset: u64,
+        /// Decoder message.
+        reason: String,
+    },
+    /// The log was written by a buffer with another group shape.
+    #[error(
+        "{}: written for group_size {} x groups_per_batch {}, configured {} x {}",
+        path.display(), found.0, found.1, expected.0, expected.1
+    )]
+    ConfigChanged {
+        /// The file.
+        path: std::path::PathBuf,
+        /// `(group_size, groups_per_batch)` in the file.
+        found: (u32, u32),
+        /// `(group_size, groups_per_batch)` configured.
+        expected: (u32, u32),
+    },
+    /// The records do not describe a state this buffer can hold.
+    #[error("replay log does not apply: {reason}")]
+    Inconsistent {
+        /// What did not fit.
+        reason: String,
+    },
+    /// A new run found records in the log directory.
+    #[error("{}: the replay log already holds records (resume that run, or remove the directory)", path.display())]
+    NotEmpty {
+        /// The log directory.
+        path: std::path::PathBuf,
+    },
+    /// Rewinding to a learner step needs takes that a compaction folded into a snapshot.
+    #[error(
+        "cannot rewind the replay log to step {step}: batch {batch} was taken before the last compaction"
+    )]
+    RewindPastSnapshot {
+        /// The step asked for.
+        step: u64,
+        /// A batch the snapshot records as taken.
+        batch: u64,
+    },
+    /// A record would exceed [`log::MAX_RECORD`] bytes.
+    #[error(
+        "a log record of {len} bytes exceeds the limit of {} bytes",
+        log::MAX_RECORD
+    )]
+    TooLarge {
+        /// Payload bytes.
+        len: u64,
+    },
+    /// A record could not be encoded.
+    #[error("a log record could not be encoded: {0}")]
+    Encode(String),
+    /// An earlier write or sync failed; nothing more is appended until the log is
+    /// reopened (recovery cuts whatever the failed write left).
+    #[error("the replay log failed earlier and must be reopened")]
+    Poisoned,
+    /// The buffer configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] BufferError),
 }

@@ -5,17 +5,78 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use troupe_core::{PolicyVersion, Purpose, ScoredTrajectory};
 
 use crate::BufferError;
-use crate::types::{Batch, BufferConfig, Counts, Group, InsertOutcome, ZERO_SIGNAL_EPSILON};
+use crate::types::{
+    Batch, BufferConfig, Closes, Counts, DropReason, Fate, Group, GroupKey, InsertOutcome, Take,
+    TakenGroup, ZERO_SIGNAL_EPSILON,
+};
+
+mod durable;
+
+pub use durable::RestoredState;
 
 /// A group's key: `(batch, group index)`, ordered oldest first.
-type Key = (u64, u32);
+type Key = GroupKey;
+
+/// A held group: its members and what serving it needs to know, kept up to date on
+/// insert so that taking a group never reads its trajectories' tokens.
+#[derive(Debug, Clone, PartialEq)]
+struct Held {
+    /// Members sorted by trajectory id.
+    members: Vec<ScoredTrajectory>,
+    /// Oldest policy version among the members' policy tokens.
+    oldest: Option<PolicyVersion>,
+    /// Smallest and largest `reward.total` among the members.
+    reward_lo: f32,
+    reward_hi: f32,
+    /// Sum of the members' `reward.total` in id order; set when the group completes.
+    reward_sum: f64,
+}
+
+impl Held {
+    fn new() -> Self {
+        Self {
+            members: Vec::new(),
+            oldest: None,
+            reward_lo: f32::INFINITY,
+            reward_hi: f32::NEG_INFINITY,
+            reward_sum: 0.0,
+        }
+    }
+
+    /// Adds `t` in id order and folds it into the summaries.
+    fn add(&mut self, t: ScoredTrajectory) {
+        let oldest = t.trajectory.oldest_version();
+        self.oldest = match (self.oldest, oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.reward_lo = self.reward_lo.min(t.reward.total);
+        self.reward_hi = self.reward_hi.max(t.reward.total);
+        let id = t.trajectory.id;
+        let at = self.members.partition_point(|m| m.trajectory.id < id);
+        self.members.insert(at, t);
+    }
+
+    /// Fixes the reward sum once the membership is final (summed in id order, so the
+    /// result does not depend on arrival order).
+    fn complete(&mut self) {
+        self.reward_sum = self
+            .members
+            .iter()
+            .map(|m| f64::from(m.reward.total))
+            .sum::<f64>();
+    }
+}
 
 /// Gathers scored trajectories into groups and serves complete groups; see the crate docs.
-#[derive(Debug)]
+///
+/// Two buffers compare equal when they hold the same state: the same groups and
+/// members, the same closed batches and groups, the same ids seen and the same counts.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReplayBuffer {
     cfg: BufferConfig,
-    /// Held groups (incomplete and complete), members sorted by id.
-    groups: BTreeMap<Key, Vec<ScoredTrajectory>>,
+    /// Held groups (incomplete and complete).
+    groups: BTreeMap<Key, Held>,
     /// Keys of held groups that are complete.
     complete: BTreeSet<Key>,
     /// Every trajectory id ever accepted.
@@ -25,13 +86,6 @@ pub struct ReplayBuffer {
     /// Groups served one by one by `take_ready`.
     closed_groups: HashSet<Key>,
     counts: Counts,
-}
-
-/// How a complete group fares when it is taken.
-enum Verdict {
-    Stale,
-    ZeroSignal,
-    Keep,
 }
 
 impl ReplayBuffer {
@@ -71,6 +125,15 @@ impl ReplayBuffer {
     /// group index in range, batch (or group) not yet taken, room in the group, and —
     /// for a trajectory that opens a new group — room in the buffer.
     pub fn insert(&mut self, t: ScoredTrajectory) -> Result<InsertOutcome, BufferError> {
+        self.insert_checked(t, true)
+    }
+
+    /// [`ReplayBuffer::insert`], with the capacity check only when `bounded`.
+    fn insert_checked(
+        &mut self,
+        t: ScoredTrajectory,
+        bounded: bool,
+    ) -> Result<InsertOutcome, BufferError> {
         let id = t.trajectory.id;
         let Purpose::Train { batch, group } = t.trajectory.purpose else {
             return Err(BufferError::NotTraining { id });
@@ -92,7 +155,7 @@ impl ReplayBuffer {
         }
         let group_size = self.cfg.group_size as usize;
         match self.groups.get(&key) {
-            Some(members) if members.len() >= group_size => {
+            Some(held) if held.members.len() >= group_size => {
                 return Err(BufferError::GroupOverfull {
                     id,
                     batch,
@@ -101,7 +164,7 @@ impl ReplayBuffer {
                 });
             }
             Some(_) => {}
-            None if self.is_full() => {
+            None if bounded && self.is_full() => {
                 return Err(BufferError::Full {
                     id,
                     capacity_groups: self.cfg.capacity_groups,
@@ -109,14 +172,14 @@ impl ReplayBuffer {
             }
             None => {}
         }
-        let members = self.groups.entry(key).or_default();
-        let at = members.partition_point(|m| m.trajectory.id < id);
-        members.insert(at, t);
-        let now_complete = members.len() == group_size;
+        let held = self.groups.entry(key).or_insert_with(Held::new);
+        held.add(t);
+        let now_complete = held.members.len() == group_size;
         self.seen.insert(id);
         self.counts.inserted += 1;
         self.counts.pending += 1;
         if now_complete {
+            held.complete();
             self.complete.insert(key);
             Ok(InsertOutcome::GroupComplete { batch, group })
         } else {
@@ -128,29 +191,58 @@ impl ReplayBuffer {
     /// complete (`None` until then, and for a batch already taken). Each group is
     /// dropped if stale at `current`, filtered if its rewards are all equal, else kept.
     pub fn take_batch(&mut self, batch: u64, current: PolicyVersion) -> Option<Batch> {
-        let keys: Vec<Key> = (0..self.cfg.groups_per_batch).map(|g| (batch, g)).collect();
-        if !keys.iter().all(|k| self.complete.contains(k)) {
+        self.take_batch_with_record(batch, current).map(|(b, _)| b)
+    }
+
+    /// [`ReplayBuffer::take_batch`], also returning what it did as a [`Take`] record:
+    /// replaying that record on the state before the take reproduces the state after it.
+    pub fn take_batch_with_record(
+        &mut self,
+        batch: u64,
+        current: PolicyVersion,
+    ) -> Option<(Batch, Take)> {
+        // A batch's keys are adjacent in the ordered set: one range scan, not one
+        // lookup per group.
+        let gpb = self.cfg.groups_per_batch;
+        if self.complete.range((batch, 0)..=(batch, gpb - 1)).count() != gpb as usize {
             return None;
         }
+        let keys: Vec<Key> = (0..gpb).map(|g| (batch, g)).collect();
         self.closed_batches.insert(batch);
-        Some(self.serve(batch, &keys, current))
+        Some(self.serve(batch, &keys, current, Closes::Batch))
     }
 
     /// Free-running mode: serves up to `max_groups` complete groups, oldest
     /// `(batch, group)` first, from any batch; `None` when no group is complete or
     /// `max_groups` is zero. Classification is as in [`ReplayBuffer::take_batch`].
     pub fn take_ready(&mut self, max_groups: usize, current: PolicyVersion) -> Option<Batch> {
+        self.take_ready_with_record(max_groups, current)
+            .map(|(b, _)| b)
+    }
+
+    /// [`ReplayBuffer::take_ready`], also returning its [`Take`] record.
+    pub fn take_ready_with_record(
+        &mut self,
+        max_groups: usize,
+        current: PolicyVersion,
+    ) -> Option<(Batch, Take)> {
         let keys: Vec<Key> = self.complete.iter().take(max_groups).copied().collect();
         let first = keys.first()?.0;
         self.closed_groups.extend(keys.iter().copied());
-        Some(self.serve(first, &keys, current))
+        Some(self.serve(first, &keys, current, Closes::Groups))
     }
 
     /// Removes the complete groups `keys` and classifies each one.
-    fn serve(&mut self, batch: u64, keys: &[Key], current: PolicyVersion) -> Batch {
+    fn serve(
+        &mut self,
+        batch: u64,
+        keys: &[Key],
+        current: PolicyVersion,
+        closes: Closes,
+    ) -> (Batch, Take) {
         let mut out = Batch {
             batch,
-            groups: Vec::new(),
+            groups: Vec::with_capacity(keys.len()),
             dropped_stale: 0,
             filtered_zero_signal: 0,
             dropped_stale_groups: 0,
@@ -158,63 +250,87 @@ impl ReplayBuffer {
             reward_sum: 0.0,
             taken: 0,
         };
+        let mut record = Take {
+            batch,
+            closes,
+            groups: Vec::with_capacity(keys.len()),
+        };
         for &key in keys {
-            self.complete.remove(&key);
-            let members = self.groups.remove(&key).expect("a complete group is held");
-            let n = members.len() as u64;
-            self.counts.pending -= n;
+            let fate = self.verdict_of(key, current);
+            let held = self.remove_complete(key, fate);
+            let n = held.members.len() as u64;
             out.taken += n;
-            out.reward_sum += members
-                .iter()
-                .map(|m| f64::from(m.reward.total))
-                .sum::<f64>();
-            match self.verdict(&members, current) {
-                Verdict::Stale => {
+            out.reward_sum += held.reward_sum;
+            match fate {
+                Fate::Dropped(DropReason::Stale) => {
                     out.dropped_stale += n;
                     out.dropped_stale_groups += 1;
-                    self.counts.dropped_stale += n;
-                    self.counts.dropped_stale_groups += 1;
                 }
-                Verdict::ZeroSignal => {
+                Fate::Dropped(DropReason::ZeroSignal) => {
                     out.filtered_zero_signal += n;
                     out.filtered_groups += 1;
-                    self.counts.filtered_zero_signal += n;
-                    self.counts.filtered_groups += 1;
                 }
-                Verdict::Keep => {
-                    self.counts.served += n;
-                    self.counts.served_groups += 1;
-                    out.groups.push(Group {
-                        batch: key.0,
-                        group: key.1,
-                        members,
-                    });
-                }
+                Fate::Served => out.groups.push(Group {
+                    batch: key.0,
+                    group: key.1,
+                    members: held.members,
+                }),
             }
+            record.groups.push(TakenGroup {
+                batch: key.0,
+                group: key.1,
+                fate,
+            });
         }
-        out
+        (out, record)
     }
 
-    fn verdict(&self, members: &[ScoredTrajectory], current: PolicyVersion) -> Verdict {
-        let stale = members.iter().any(|m| {
-            m.trajectory
-                .oldest_version()
-                .is_some_and(|v| v.staleness(current) > self.cfg.max_staleness)
-        });
-        if stale {
-            return Verdict::Stale;
-        }
-        let (lo, hi) = members
-            .iter()
-            .map(|m| m.reward.total)
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), r| {
-                (lo.min(r), hi.max(r))
-            });
-        if hi - lo <= ZERO_SIGNAL_EPSILON {
-            Verdict::ZeroSignal
+    /// How the complete group `key` fares if taken at `current`.
+    fn verdict_of(&self, key: Key, current: PolicyVersion) -> Fate {
+        let held = &self.groups[&key];
+        if held
+            .oldest
+            .is_some_and(|v| v.staleness(current) > self.cfg.max_staleness)
+        {
+            Fate::Dropped(DropReason::Stale)
+        } else if held.reward_hi - held.reward_lo <= ZERO_SIGNAL_EPSILON {
+            Fate::Dropped(DropReason::ZeroSignal)
         } else {
-            Verdict::Keep
+            Fate::Served
         }
+    }
+
+    /// Removes the complete group `key` with `fate`, updating the counts.
+    fn remove_complete(&mut self, key: Key, fate: Fate) -> Held {
+        // The learner takes the oldest groups: popping the first entry walks the
+        // left edge of each tree, which stays in cache, where a lookup would not.
+        if self.complete.first() == Some(&key) {
+            self.complete.pop_first();
+        } else {
+            self.complete.remove(&key);
+        }
+        let held = match self.groups.first_key_value() {
+            Some((first, _)) if *first == key => self.groups.pop_first().map(|(_, h)| h),
+            _ => self.groups.remove(&key),
+        }
+        .expect("a complete group is held");
+        let n = held.members.len() as u64;
+        self.counts.pending -= n;
+        match fate {
+            Fate::Dropped(DropReason::Stale) => {
+                self.counts.dropped_stale += n;
+                self.counts.dropped_stale_groups += 1;
+            }
+            Fate::Dropped(DropReason::ZeroSignal) => {
+                self.counts.filtered_zero_signal += n;
+                self.counts.filtered_groups += 1;
+            }
+            Fate::Served => {
+                self.counts.served += n;
+                self.counts.served_groups += 1;
+            }
+        }
+        held
     }
 
     /// Running totals (see [`Counts`]).
@@ -241,7 +357,7 @@ impl ReplayBuffer {
     /// counts as staleness 0): staleness -> trajectory count.
     pub fn staleness_histogram(&self, current: PolicyVersion) -> BTreeMap<u64, u64> {
         let mut hist = BTreeMap::new();
-        for m in self.groups.values().flatten() {
+        for m in self.groups.values().flat_map(|h| &h.members) {
             let s = m
                 .trajectory
                 .oldest_version()

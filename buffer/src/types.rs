@@ -22,6 +22,68 @@ pub struct BufferConfig {
     pub capacity_groups: usize,
 }
 
+/// A group's key: `(RL batch, group index)`; ordered oldest batch first.
+pub type GroupKey = (u64, u32);
+
+/// Why a taken group was not handed to the learner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum DropReason {
+    /// A member was older than `max_staleness` versions.
+    Stale,
+    /// All rewards were equal: no advantage, nothing to learn.
+    ZeroSignal,
+}
+
+/// What became of a taken group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum Fate {
+    /// Handed to the learner.
+    Served,
+    /// Dropped, for this reason.
+    Dropped(DropReason),
+}
+
+/// What a take closes against later inserts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum Closes {
+    /// The whole batch ([`crate::ReplayBuffer::take_batch`], pipelined mode).
+    Batch,
+    /// Only the groups taken ([`crate::ReplayBuffer::take_ready`], free-running mode).
+    Groups,
+}
+
+/// One group consumed by a take, and its fate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct TakenGroup {
+    /// RL batch.
+    pub batch: u64,
+    /// Group index.
+    pub group: u32,
+    /// Served, or dropped and why.
+    pub fate: Fate,
+}
+
+/// The record of one take: which groups were consumed and what became of each. It
+/// records the outcome, not the request, so replaying it does not depend on the
+/// staleness bound or the policy version in force when it is replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Take {
+    /// [`Batch::batch`] of the take.
+    pub batch: u64,
+    /// What the take closed.
+    pub closes: Closes,
+    /// The groups consumed, in the order they were taken.
+    pub groups: Vec<TakenGroup>,
+}
+
+impl Take {
+    /// Trajectory ids are not listed: a group's members are exactly those inserted for
+    /// it, so `(batch, group)` names them.
+    pub fn keys(&self) -> impl Iterator<Item = GroupKey> + '_ {
+        self.groups.iter().map(|g| (g.batch, g.group))
+    }
+}
+
 /// One GRPO group: trajectories for the same prompt, sorted by trajectory id.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct Group {

@@ -33,11 +33,23 @@ const CLAIM_FACTOR: u64 = 8;
 /// Smallest claim budget, so small frames never trip over fixed overheads.
 const MIN_CLAIM: u64 = 1 << 12;
 
+/// Encodes `msg` as a bare body (no frame header): fixed-width little-endian integers,
+/// as in every frame. For containers that do their own framing (the replay log).
+pub fn encode_body<T: Encode>(msg: &T) -> Result<Vec<u8>, CoreError> {
+    Ok(bincode::encode_to_vec(msg, config())?)
+}
+
+/// Appends `msg`, encoded as by [`encode_body`], to `out`.
+pub fn encode_body_into<T: Encode>(msg: &T, out: &mut Vec<u8>) -> Result<(), CoreError> {
+    bincode::encode_into_std_write(msg, out, config())?;
+    Ok(())
+}
+
 /// Decodes exactly `body` as one `T`, letting bincode claim at most a small multiple of
 /// `body.len()` bytes (rounded up to a power of four) before it allocates.
 ///
 /// bincode's limit is a const generic, so the budget is picked from fixed tiers.
-fn decode_body<T: Decode<()>>(body: &[u8]) -> Result<T, CoreError> {
+pub fn decode_body<T: Decode<()>>(body: &[u8]) -> Result<T, CoreError> {
     let want = (body.len() as u64)
         .saturating_mul(CLAIM_FACTOR)
         .max(MIN_CLAIM);
@@ -67,11 +79,14 @@ fn decode_with_budget<T: Decode<()>, const BUDGET: usize>(body: &[u8]) -> Result
 
 /// Encodes `msg` as `[version u16 LE][len u64 LE][body]`.
 pub fn encode_frame<T: Encode>(msg: &T) -> Result<Vec<u8>, CoreError> {
-    let body = bincode::encode_to_vec(msg, config())?;
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    // Encoded in place after the header (the length is patched in), so a large payload
+    // is not copied a second time.
+    let mut out = Vec::with_capacity(HEADER_LEN + 256);
     out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&0u64.to_le_bytes());
+    encode_body_into(msg, &mut out)?;
+    let len = (out.len() - HEADER_LEN) as u64;
+    out[2..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
     Ok(out)
 }
 

@@ -1,3 +1,5 @@
+//! `troupe bench buffer`: see [`buffer`].
+//!
 //! `troupe bench transport`: how fast troupe's transport is, each figure next to a baseline
 //! measured in the same run on loopback. No thresholds are enforced; targets are reported.
 //!
@@ -8,6 +10,7 @@
 //! - [`peer`]: the other processes (`troupe bench transport-peer`, hidden); [`proc`] starts
 //!   and reaps them; [`counter`] is the actor of part (a).
 
+mod buffer;
 mod bulk;
 mod counter;
 mod learner;
@@ -53,6 +56,19 @@ pub enum BenchCommand {
     /// The other end of `bench transport` (started by it).
     #[command(hide = true)]
     TransportPeer(peer::PeerArgs),
+    /// Replay buffer insert and sample rates, in this process and from another one over
+    /// QUIC, and batch-take latency with 10k, 100k and 1M trajectories stored.
+    Buffer {
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// About ten times smaller, for a smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// The other end of `bench buffer` (started by it).
+    #[command(hide = true)]
+    BufferPeer(buffer::peer::BufferPeerArgs),
 }
 
 /// Runs a bench command.
@@ -77,6 +93,8 @@ pub fn main(command: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::TransportPeer(args) => peer::main(args),
         BenchCommand::Learner(args) => learner::main(args),
+        BenchCommand::Buffer { json, quick } => buffer::main(json, quick),
+        BenchCommand::BufferPeer(args) => buffer::peer::main(args),
     }
 }
 

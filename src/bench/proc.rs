@@ -3,15 +3,19 @@
 //! line, and gone when its handle drops (killed, and it also exits when its stdin closes, so
 //! a parent that dies without unwinding takes its peers with it).
 
-use std::net::SocketAddr;
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
+use ractor::{Actor, ActorRef};
+use ractor_cluster::node::NodeConnectionMode;
+use ractor_cluster::{NodeServer, NodeServerMessage};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use troupe_transport::NodeIdentity;
+use troupe_transport::{Node, NodeIdentity, QuicBidi};
 
 use super::peer::Role;
 
@@ -129,16 +133,26 @@ impl Peer {
         name: &str,
         cookie: &str,
     ) -> anyhow::Result<Self> {
+        let args: Vec<OsString> = ["transport-peer", "--role", role.as_str()]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        Self::start(name, certs, cookie, args).await
+    }
+
+    /// Starts `troupe bench SUBCOMMAND...` (in `args`) as node `name` with `--name`,
+    /// `--certs` and `--cookie` added, and waits until it prints its ready line.
+    pub async fn start(
+        name: &str,
+        certs: &CertDir,
+        cookie: &str,
+        args: Vec<OsString>,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the troupe binary")?;
         let mut child = Command::new(exe)
-            .args([
-                "bench",
-                "transport-peer",
-                "--role",
-                role.as_str(),
-                "--name",
-                name,
-            ])
+            .arg("bench")
+            .args(args)
+            .args(["--name", name])
             .arg("--certs")
             .arg(certs.path())
             .args(["--cookie", cookie])
@@ -168,6 +182,11 @@ impl Peer {
         })
     }
 
+    /// The peer's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Asks the peer to exit (closes its stdin), and kills it if it has not within a second.
     pub async fn stop(mut self) {
         drop(self.child.stdin.take());
@@ -177,6 +196,85 @@ impl Peer {
         {
             let _ = self.child.kill().await;
         }
+    }
+}
+
+/// A ractor_cluster node in this process with a session to a peer over QUIC, as troupe's
+/// nodes meet: actors of the peer appear in this process's process groups.
+#[derive(Debug)]
+pub struct Session {
+    node_server: ActorRef<NodeServerMessage>,
+    conn: quinn::Connection,
+    _quic: Node,
+}
+
+impl Session {
+    /// Starts node `local` and opens a cluster session to `peer` with `cookie`.
+    pub async fn open(
+        certs: &CertDir,
+        local: &str,
+        peer: &Peer,
+        cookie: &str,
+    ) -> anyhow::Result<Self> {
+        let quic = Node::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            &certs.identity(local)?,
+        )?;
+        let server = NodeServer::new(
+            0,
+            cookie.to_owned(),
+            local.to_owned(),
+            "127.0.0.1".into(),
+            None,
+            Some(NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(IpAddr::from([127, 0, 0, 1]));
+        let (node_server, _) = Actor::spawn(None, server, ()).await?;
+        let conn = quic.connect(peer.addrs.quic, &peer.name).await?;
+        ractor_cluster::client_connect_external(
+            &node_server,
+            Box::new(QuicBidi::open(&conn).await?),
+        )
+        .await
+        .map_err(|e| anyhow!("cluster session to {}: {e}", peer.name))?;
+        Ok(Self {
+            node_server,
+            conn,
+            _quic: quic,
+        })
+    }
+
+    /// Closes the session and stops the node.
+    pub fn close(self) {
+        self.node_server.stop(None);
+        self.conn.close(0u32.into(), b"done");
+    }
+}
+
+/// Waits (polling, with a deadline) until a member of process group `group` that lives in
+/// another process appears.
+pub async fn remote_member<M: ractor::Message>(
+    group: &str,
+    deadline: Duration,
+) -> anyhow::Result<ActorRef<M>> {
+    let started = Instant::now();
+    loop {
+        let remote = ractor::pg::get_members(&group.to_owned())
+            .into_iter()
+            .find(|cell| !cell.get_id().is_local());
+        if let Some(cell) = remote {
+            tracing::debug!(
+                ms = started.elapsed().as_millis(),
+                group,
+                "remote member found"
+            );
+            return Ok(ActorRef::from(cell));
+        }
+        anyhow::ensure!(
+            started.elapsed() < deadline,
+            "no remote member of {group} appeared within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

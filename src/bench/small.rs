@@ -3,18 +3,14 @@
 //! ractor_cluster session over QUIC (found in a process group, as troupe's roles are), LOCAL
 //! lives in this process.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, ensure};
 use ractor::{Actor, ActorRef};
-use ractor_cluster::NodeServer;
-use ractor_cluster::node::NodeConnectionMode;
-use troupe_transport::{Node, QuicBidi};
 
 use super::counter::{self, Counter, CounterMsg};
 use super::peer::Role;
-use super::proc::{CertDir, Peer};
+use super::proc::{CertDir, Peer, Session, remote_member};
 use super::{LOCAL_NODE, median};
 
 /// Bytes of payload in each one-way message.
@@ -55,25 +51,8 @@ pub async fn run(
 ) -> anyhow::Result<(SmallFigures, SmallFigures)> {
     let cookie = format!("troupe-bench-{}", std::process::id());
     let peer = Peer::spawn(Role::Actor, certs, "actor-0", &cookie).await?;
-    let quic = Node::bind(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        &certs.identity(LOCAL_NODE)?,
-    )?;
-    let server = NodeServer::new(
-        0,
-        cookie,
-        LOCAL_NODE.into(),
-        "127.0.0.1".into(),
-        None,
-        Some(NodeConnectionMode::Isolated),
-    )
-    .with_listen_addr(IpAddr::from([127, 0, 0, 1]));
-    let (node_server, _) = Actor::spawn(None, server, ()).await?;
-    let conn = quic.connect(peer.addrs.quic, &peer.name).await?;
-    ractor_cluster::client_connect_external(&node_server, Box::new(QuicBidi::open(&conn).await?))
-        .await
-        .map_err(|e| anyhow!("cluster session to {}: {e}", peer.name))?;
-    let remote = remote_counter(Duration::from_secs(10)).await?;
+    let session = Session::open(certs, LOCAL_NODE, &peer, &cookie).await?;
+    let remote = remote_member::<CounterMsg>(counter::GROUP, Duration::from_secs(10)).await?;
     let (local, local_handle) = Actor::spawn(None, Counter, ()).await?;
 
     let result = async {
@@ -85,30 +64,9 @@ pub async fn run(
 
     local.stop(None);
     let _ = local_handle.await;
-    node_server.stop(None);
-    conn.close(0u32.into(), b"done");
+    session.close();
     peer.stop().await;
     result
-}
-
-/// Waits (polling, with a deadline) until the peer's counter appears in its process group.
-async fn remote_counter(deadline: Duration) -> anyhow::Result<ActorRef<CounterMsg>> {
-    let started = Instant::now();
-    loop {
-        let remote = ractor::pg::get_members(&counter::GROUP.to_owned())
-            .into_iter()
-            .find(|cell| !cell.get_id().is_local());
-        if let Some(cell) = remote {
-            tracing::debug!(ms = started.elapsed().as_millis(), "remote counter found");
-            return Ok(ActorRef::from(cell));
-        }
-        ensure!(
-            started.elapsed() < deadline,
-            "the peer's counter did not appear in {} within {deadline:?}",
-            counter::GROUP
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn flush(actor: &ActorRef<CounterMsg>) -> anyhow::Result<u64> {

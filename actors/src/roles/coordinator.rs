@@ -14,7 +14,7 @@ use troupe_core::{Purpose, TaskSpec};
 use troupe_learner::SftExample;
 
 use crate::config::Roles;
-use crate::messages::{CoordinatorMsg, LearnerMsg, StepReport};
+use crate::messages::{BufferMsg, CoordinatorMsg, LearnerMsg, StepReport};
 use crate::progress::Progress;
 use crate::remote::group;
 use crate::roles::one;
@@ -67,6 +67,9 @@ pub struct CoordinatorArgs {
     pub done: DoneSender,
     /// Roles that must have joined before the run starts.
     pub required: Roles,
+    /// Whether the buffer's counts cover the whole run (it logs durably, or the run was
+    /// never resumed); then the summary's trajectory accounting is the buffer's.
+    pub buffer_accounting: bool,
 }
 
 /// What is still missing of `required`, in words, or `None` when every role is present.
@@ -196,7 +199,7 @@ impl CoordinatorState {
         Ok(())
     }
 
-    fn on_eval(&mut self, round: u32, correct: bool) -> Result<(), ActorProcessingErr> {
+    async fn on_eval(&mut self, round: u32, correct: bool) -> Result<(), ActorProcessingErr> {
         let n = self.args.heldout.len();
         let Some(r) = self.rounds.get_mut(&round) else {
             return Ok(());
@@ -249,7 +252,7 @@ impl CoordinatorState {
                 self.args
                     .progress
                     .finish_phase(&format!("held-out pass@1 {acc:.3}"));
-                self.finish()?;
+                self.finish().await?;
             }
         }
         Ok(())
@@ -311,13 +314,41 @@ impl CoordinatorState {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<(), ActorProcessingErr> {
+    /// The buffer's counts, once everything it was sent is durable.
+    async fn buffer_counts(&self) -> Result<troupe_buffer::Counts, ActorProcessingErr> {
+        Ok(ractor::call_t!(
+            one::<BufferMsg>(group::BUFFER)?,
+            BufferMsg::Counts,
+            30_000
+        )?)
+    }
+
+    async fn finish(&mut self) -> Result<(), ActorProcessingErr> {
         self.schedule.stop();
+        let counts = if self.args.buffer_accounting {
+            Some(self.buffer_counts().await?)
+        } else {
+            None
+        };
         let st = &mut self.args.state;
         let t = &mut st.trajectories;
-        t.in_flight = t
-            .generated
-            .saturating_sub(t.trained + t.dropped_stale + t.filtered_zero_signal);
+        match counts {
+            // The buffer's counts are exact across resumes: a resend is a duplicate, and a
+            // resumed buffer is rewound to the learner's checkpoint.
+            Some(c) => {
+                t.generated = c.inserted;
+                t.trained = c.served;
+                t.dropped_stale = c.dropped_stale;
+                t.filtered_zero_signal = c.filtered_zero_signal;
+                t.in_flight = c.pending;
+                t.duplicates = c.duplicates;
+            }
+            None => {
+                t.in_flight = t
+                    .generated
+                    .saturating_sub(t.trained + t.dropped_stale + t.filtered_zero_signal);
+            }
+        }
         let wall = st.wall_seconds + self.started.elapsed().as_secs_f64();
         let rl = st.rl_seconds.max(1e-9);
         let h = &st.heldout;
@@ -431,7 +462,7 @@ impl Actor for Coordinator {
             }
             CoordinatorMsg::EvalResult(s) => {
                 if let Purpose::Eval { round } = s.trajectory.purpose {
-                    state.on_eval(round, s.reward.total >= 1.0)?;
+                    state.on_eval(round, s.reward.total >= 1.0).await?;
                 }
             }
             CoordinatorMsg::SftProgress { step, loss } => {

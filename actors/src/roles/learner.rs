@@ -170,6 +170,9 @@ impl LearnerActorState {
         let every = self.args.checkpoint_every;
         if done == self.target_steps || (every > 0 && done.is_multiple_of(every)) {
             self.checkpoint()?;
+            // The buffer may compact its log now: a resume from this checkpoint will
+            // not need the takes before it undone.
+            one::<BufferMsg>(group::BUFFER)?.cast(BufferMsg::Checkpointed(done))?;
         }
         one::<CoordinatorMsg>(group::COORDINATOR)?
             .cast(CoordinatorMsg::Stepped(Box::new(report)))?;
