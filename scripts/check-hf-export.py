@@ -20,7 +20,7 @@ TOLERANCE = 1e-3  # max |log p_transformers - log p_troupe| over the whole vocab
 path = sys.argv[1]
 ref = json.load(open(f"{path}/troupe_reference.json"))
 tok = AutoTokenizer.from_pretrained(path)
-model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
+model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 model.eval()
 
 ids = tok.apply_chat_template(
