@@ -40,4 +40,25 @@ pub enum EnvError {
         /// The episode id.
         episode: u64,
     },
+    /// A code-fixing task key (`codefix/<family>/<seed>`) is malformed or does not match
+    /// its task.
+    #[error("code-fixing task {key:?}: {reason}")]
+    TaskKey {
+        /// The key as given (cut to 80 characters).
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The sandbox could not run a command (set-up, leases, cleanup; not a command that
+    /// failed or timed out, which is an output).
+    #[error(transparent)]
+    Sandbox(#[from] troupe_sandbox::SandboxError),
+    /// A step the environment itself needs (not the agent's) failed.
+    #[error("{what} failed: {output}")]
+    Setup {
+        /// What was being done.
+        what: &'static str,
+        /// What it printed.
+        output: String,
+    },
 }

@@ -14,6 +14,9 @@ pub struct StepOutcome {
     pub observation: Option<String>,
     /// Whether the episode has ended.
     pub done: bool,
+    /// When the episode has ended: what the judge scores in place of the policy's last
+    /// action, if the environment decides it (a code-fixing episode's final diff).
+    pub submission: Option<String>,
 }
 
 /// An episode's environment: it poses the first observation and reacts to each action.
@@ -51,11 +54,13 @@ impl Environment for SingleTurn {
         StepOutcome {
             observation: None,
             done: true,
+            submission: None,
         }
     }
 }
 
-/// The environment for `task` (every built-in task is single-turn).
+/// The environment for `task`: every built-in digit task is single-turn. (Code-fixing
+/// tasks run on a [`CodefixHost`](crate::codefix::CodefixHost), which does I/O.)
 pub fn make_environment(task: &TaskSpec) -> Box<dyn Environment> {
     Box::new(SingleTurn::new(task))
 }
@@ -124,6 +129,15 @@ impl EnvHostCore {
         Ok(outcome)
     }
 
+    /// Ends `episode` before the environment did (the policy's budget is spent); it
+    /// frees its slot. The built-in single-turn environments make no submission.
+    pub fn abandon(&mut self, episode: u64) -> Result<Option<String>, EnvError> {
+        self.episodes
+            .remove(&episode)
+            .map(|_| None)
+            .ok_or(EnvError::UnknownEpisode { episode })
+    }
+
     /// Number of live episodes.
     pub fn live(&self) -> usize {
         self.episodes.len()
@@ -151,7 +165,8 @@ mod tests {
             env.step("123"),
             StepOutcome {
                 observation: None,
-                done: true
+                done: true,
+                submission: None,
             }
         );
     }
@@ -172,6 +187,10 @@ mod tests {
         // The id may be reused once its episode has ended.
         host.reset(10, &task(5)).unwrap();
         assert_eq!(host.live(), 2);
+        // An episode cut off by the sampler frees its slot too.
+        assert_eq!(host.abandon(10).unwrap(), None);
+        assert!(host.abandon(10).is_err());
+        assert_eq!(host.live(), 1);
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   reader that keeps good lines and reports each bad one with its line and reason.
 //! - **Environments** ([`Environment`], [`SingleTurn`], [`EnvHostCore`]): the pure core of
 //!   an env host, with a capacity for back-pressure.
+//! - **Code fixing** ([`codefix`]): multi-turn episodes in sandboxed git repositories with
+//!   planted bugs, judged by hidden tests; split by bug family.
 //!
 //! ```
 //! use troupe_env::{TaskConfig, TaskSource, expert_solve, verify, EnvHostCore};
@@ -31,6 +33,7 @@
 //! # Ok::<(), troupe_env::EnvError>(())
 //! ```
 
+pub mod codefix;
 mod error;
 mod expert;
 mod host;
@@ -43,7 +46,8 @@ pub use error::EnvError;
 pub use expert::{expert_solve, write_seed_trajectories};
 pub use host::{EnvHostCore, Environment, SingleTurn, StepOutcome, make_environment};
 pub use seeds::{
-    ChatMessage, Conversation, RejectedLine, Role, SeedSet, drop_heldout, read_seed_trajectories,
+    ChatMessage, Conversation, RejectedLine, Role, SeedSet, drop_heldout, drop_heldout_of,
+    read_seed_trajectories,
 };
 pub use split::{Split, split_of};
 pub use tasks::{

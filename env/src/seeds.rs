@@ -142,6 +142,15 @@ pub fn drop_heldout(set: &mut SeedSet, heldout_per_mille: u32) -> usize {
     before - set.conversations.len()
 }
 
+/// Removes conversations whose prompt is in the held-out split of `task` (a hash for the
+/// digit tasks, the bug family for code fixing); returns how many.
+pub fn drop_heldout_of(set: &mut SeedSet, task: &crate::TaskConfig) -> usize {
+    let before = set.conversations.len();
+    set.conversations
+        .retain(|c| c.prompt().is_none_or(|p| task.split_of(p) == Split::Train));
+    before - set.conversations.len()
+}
+
 /// The JSON type name of `v`, with its article, for messages.
 fn kind(v: &Value) -> &'static str {
     match v {

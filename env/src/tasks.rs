@@ -32,6 +32,10 @@ pub enum TaskFamily {
     Sort,
     /// `347+589` -> `936`: add two decimal numbers of `min..=max` digits each.
     Add,
+    /// Fix a planted bug in a small git repository (multi-turn, sandboxed, judged by
+    /// hidden tests; see [`crate::codefix`]). Split by bug family, not by hash: the
+    /// digit keys and `heldout_per_mille` do not apply.
+    Codefix,
 }
 
 /// The task section of the run config.
@@ -60,6 +64,15 @@ impl Default for TaskConfig {
 }
 
 impl TaskConfig {
+    /// The split of a problem with this prompt: a hash of the text for the digit tasks,
+    /// the bug family (read from the issue) for code fixing.
+    pub fn split_of(&self, prompt: &str) -> Split {
+        match self.family {
+            TaskFamily::Codefix => crate::codefix::split_of_issue(prompt),
+            _ => split_of(prompt, self.heldout_per_mille),
+        }
+    }
+
     /// Checks `1 <= min_digits <= max_digits <= 12` and `1 <= heldout_per_mille <= 500`.
     pub fn validate(&self) -> Result<(), EnvError> {
         if !(1..=MAX_DIGITS).contains(&self.min_digits) {
@@ -102,6 +115,7 @@ struct Problem {
     prompt: String,
     answer: String,
     difficulty: u32,
+    split: Split,
 }
 
 impl Problem {
@@ -135,6 +149,7 @@ fn draw(cfg: &TaskConfig, rng: &mut impl Rng) -> Problem {
             let prompt = format!("sort {}", String::from_utf8_lossy(&digits));
             digits.sort_unstable();
             Problem {
+                split: split_of(&prompt, cfg.heldout_per_mille),
                 prompt,
                 answer: String::from_utf8_lossy(&digits).into_owned(),
                 difficulty: n,
@@ -143,10 +158,26 @@ fn draw(cfg: &TaskConfig, rng: &mut impl Rng) -> Problem {
         TaskFamily::Add => {
             let (da, db) = (rng.random_range(min..=max), rng.random_range(min..=max));
             let (a, b) = (random_number(rng, da), random_number(rng, db));
+            let prompt = format!("{a}+{b}");
             Problem {
-                prompt: format!("{a}+{b}"),
+                split: split_of(&prompt, cfg.heldout_per_mille),
+                prompt,
                 answer: (a + b).to_string(),
                 difficulty: da.max(db),
+            }
+        }
+        TaskFamily::Codefix => {
+            let families = crate::codefix::BugFamily::ALL;
+            let key = crate::codefix::TaskKey {
+                family: families[rng.random_range(0..families.len())],
+                seed: u64::from(rng.random::<u32>()),
+            };
+            let task = crate::codefix::generate(key).spec(0);
+            Problem {
+                prompt: task.prompt,
+                answer: task.answer,
+                difficulty: task.difficulty,
+                split: key.family.split(),
             }
         }
     }
@@ -187,9 +218,7 @@ impl TaskSource {
         // With tiny digit ranges every problem might hash into the held-out split;
         // refuse such a config rather than loop forever in `next_train`.
         let mut probe = ChaCha8Rng::seed_from_u64(HELDOUT_SEED);
-        let trainable = (0..PROBE_DRAWS).any(|_| {
-            split_of(&draw(&cfg, &mut probe).prompt, cfg.heldout_per_mille) == Split::Train
-        });
+        let trainable = (0..PROBE_DRAWS).any(|_| draw(&cfg, &mut probe).split == Split::Train);
         if !trainable {
             return Err(EnvError::Config {
                 key: "heldout_per_mille",
@@ -220,7 +249,7 @@ impl TaskSource {
     pub fn next_train(&mut self) -> TaskSpec {
         loop {
             let p = draw(&self.cfg, &mut self.rng);
-            if split_of(&p.prompt, self.cfg.heldout_per_mille) == Split::Train {
+            if p.split == Split::Train {
                 let id = self.next_id;
                 self.next_id += 1;
                 return p.into_task(id);
@@ -240,9 +269,7 @@ impl TaskSource {
         let mut misses = 0;
         while out.len() < n && misses < PROBE_DRAWS {
             let p = draw(&self.cfg, &mut rng);
-            if split_of(&p.prompt, self.cfg.heldout_per_mille) == Split::Heldout
-                && seen.insert(p.prompt.clone())
-            {
+            if p.split == Split::Heldout && seen.insert(p.prompt.clone()) {
                 out.push(p.into_task(out.len() as u64));
                 misses = 0;
             } else {

@@ -1,0 +1,416 @@
+//! A code-fixing task, generated deterministically from its [`TaskKey`]: a small Python
+//! repository with one planted bug, visible tests, hidden tests kept out of the
+//! repository, and the issue text the policy is shown.
+
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use troupe_core::TaskSpec;
+
+use super::family::BugFamily;
+use super::templates::{Bug, Consts, TEMPLATES, Template, fill};
+use super::value::{Value, call};
+use crate::{EnvError, Split};
+
+/// `TaskSpec::answer` of a code-fixing task starts with this; the rest names the key.
+pub const KEY_PREFIX: &str = "codefix/";
+
+/// Module names a repository's files get (none shadows a standard-library module).
+const MODULES: [&str; 10] = [
+    "geometry", "stats", "shop", "counting", "lists", "scores", "tools", "helpers", "mathx",
+    "payroll",
+];
+
+/// Functions per repository (one of them carries the bug), split over two modules.
+const FUNCTIONS: usize = 4;
+
+/// Assertions per function in the hidden tests.
+const HIDDEN_CASES: usize = 3;
+
+/// Identifies a task: a bug family and a seed. The same key always gives the same
+/// repository, issue and hidden tests, so the judge regenerates what the env host served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TaskKey {
+    /// The kind of bug planted.
+    pub family: BugFamily,
+    /// Which task of the family.
+    pub seed: u64,
+}
+
+impl TaskKey {
+    /// The key as `TaskSpec::answer` carries it: `codefix/<family>/<seed>`.
+    pub fn to_answer(self) -> String {
+        format!("{KEY_PREFIX}{}/{}", self.family.name(), self.seed)
+    }
+
+    /// Parses `codefix/<family>/<seed>`.
+    pub fn parse(answer: &str) -> Result<TaskKey, EnvError> {
+        let bad = |reason: &str| EnvError::TaskKey {
+            key: answer.chars().take(80).collect(),
+            reason: reason.to_string(),
+        };
+        let rest = answer
+            .strip_prefix(KEY_PREFIX)
+            .ok_or_else(|| bad("does not start with codefix/"))?;
+        let (family, seed) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("expected codefix/<family>/<seed>"))?;
+        let family = BugFamily::parse(family).ok_or_else(|| bad("unknown bug family"))?;
+        let seed = seed.parse().map_err(|_| bad("seed is not a number"))?;
+        Ok(TaskKey { family, seed })
+    }
+
+    /// The key of `task` if it is a code-fixing task (`None` for other tasks; an error
+    /// for a malformed code-fixing key).
+    pub fn of_task(task: &TaskSpec) -> Option<Result<TaskKey, EnvError>> {
+        task.answer
+            .starts_with(KEY_PREFIX)
+            .then(|| TaskKey::parse(&task.answer))
+    }
+}
+
+/// One file of the task repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoFile {
+    /// Path relative to the repository root.
+    pub path: String,
+    /// Contents.
+    pub contents: String,
+}
+
+/// Where the bug is and what fixes it: on `line` (1-based) of `file`, `buggy` should
+/// read `correct`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fix {
+    /// The module holding the bug.
+    pub file: String,
+    /// Its line, 1-based.
+    pub line: usize,
+    /// The faulty fragment (unique in the repository).
+    pub buggy: String,
+    /// What it should be.
+    pub correct: String,
+}
+
+/// A generated task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodefixTask {
+    /// Its key.
+    pub key: TaskKey,
+    /// What the policy is shown first.
+    pub issue: String,
+    /// The repository the agent works in (modules, visible tests, `.gitignore`).
+    pub files: Vec<RepoFile>,
+    /// Paths of the visible test files (a diff touching them earns no reward).
+    pub visible_tests: Vec<String>,
+    /// Source of the hidden test module; never part of the repository.
+    pub hidden_tests: String,
+    /// Test methods in the hidden module.
+    pub hidden_test_count: usize,
+    /// The planted bug and its fix.
+    pub fix: Fix,
+}
+
+impl CodefixTask {
+    /// The [`TaskSpec`] the coordinator hands out for this task.
+    pub fn spec(&self, id: u64) -> TaskSpec {
+        TaskSpec {
+            id,
+            prompt: self.issue.clone(),
+            answer: self.key.to_answer(),
+            difficulty: BugFamily::ALL
+                .iter()
+                .position(|f| *f == self.key.family)
+                .unwrap_or(0) as u32,
+        }
+    }
+}
+
+/// One function placed in the repository.
+struct Placed {
+    template: &'static Template,
+    name: &'static str,
+    consts: Consts,
+    /// The bug planted in it, if it is the buggy one.
+    bug: Option<&'static Bug>,
+}
+
+impl Placed {
+    fn source(&self) -> Vec<String> {
+        let mut lines = vec![format!("def {}({}):", self.name, self.template.params)];
+        for i in 0..self.template.body.len() {
+            let mut line = self.template.line(i, self.consts);
+            if let Some(b) = self.bug.filter(|b| b.line == i) {
+                line = line.replacen(
+                    &fill(b.correct, self.consts),
+                    &fill(b.buggy, self.consts),
+                    1,
+                );
+            }
+            lines.push(format!("    {line}"));
+        }
+        lines
+    }
+
+    fn expect(&self, args: &[Value]) -> Value {
+        (self.template.eval)(args, self.consts, None)
+    }
+
+    fn assert_line(&self, args: &[Value]) -> String {
+        format!(
+            "        self.assertEqual({}, {})",
+            call(self.name, args),
+            self.expect(args)
+        )
+    }
+}
+
+fn consts(g: &mut ChaCha8Rng, t: &Template) -> Consts {
+    let k = g.random_range(t.k.0..=t.k.1);
+    let mut k2 = k;
+    while k2 == k || k2 < 1 {
+        k2 = k + [-2, -1, 1, 2][g.random_range(0..4)];
+    }
+    Consts { k, k2 }
+}
+
+/// Generates the task of `key`. Deterministic: the same key gives the same task.
+pub fn generate(key: TaskKey) -> CodefixTask {
+    let family_salt = BugFamily::ALL
+        .iter()
+        .position(|f| *f == key.family)
+        .unwrap_or(0) as u64;
+    let mut g = ChaCha8Rng::seed_from_u64(key.seed ^ ((family_salt + 1) << 56));
+    let sites: Vec<(&'static Template, &'static Bug)> = TEMPLATES
+        .iter()
+        .flat_map(|t| t.bugs.iter().map(move |b| (t, b)))
+        .filter(|(_, b)| b.family == key.family)
+        .collect();
+    loop {
+        if let Some(task) = attempt(key, &sites, &mut g) {
+            return task;
+        }
+    }
+}
+
+/// One draw of a task; `None` when it fails a check (no input shows the bug, or the
+/// faulty fragment is not unique), and the caller draws again from where `g` is.
+fn attempt(
+    key: TaskKey,
+    sites: &[(&'static Template, &'static Bug)],
+    g: &mut ChaCha8Rng,
+) -> Option<CodefixTask> {
+    let &(template, bug) = sites.choose(g)?;
+    let buggy = Placed {
+        template,
+        name: template.names[g.random_range(0..3)],
+        consts: consts(g, template),
+        bug: Some(bug),
+    };
+    let (example, got) = (0..100).find_map(|_| {
+        let args = (template.args)(g, buggy.consts);
+        let got = (template.eval)(&args, buggy.consts, Some(bug.id));
+        (got != buggy.expect(&args)).then_some((args, got))
+    })?;
+    let mut others: Vec<&'static Template> = TEMPLATES
+        .iter()
+        .filter(|t| !std::ptr::eq(*t, template))
+        .collect();
+    others.shuffle(g);
+    let mut placed = vec![buggy];
+    for t in others.into_iter().take(FUNCTIONS - 1) {
+        placed.push(Placed {
+            template: t,
+            name: t.names[g.random_range(0..3)],
+            consts: consts(g, t),
+            bug: None,
+        });
+    }
+    placed.shuffle(g);
+    let modules: Vec<&str> = MODULES.choose_multiple(g, 2).copied().collect();
+    let half = FUNCTIONS / 2;
+    let mut files = Vec::new();
+    let mut visible_tests = Vec::new();
+    let mut fix = None;
+    let mut imports = Vec::new();
+    for (m, group) in modules.iter().zip(placed.chunks(half)) {
+        let path = format!("{m}.py");
+        let mut lines: Vec<String> = Vec::new();
+        for (i, p) in group.iter().enumerate() {
+            if i > 0 {
+                lines.extend([String::new(), String::new()]);
+            }
+            let start = lines.len();
+            if let Some(b) = p.bug {
+                fix = Some(Fix {
+                    file: path.clone(),
+                    line: start + 2 + b.line,
+                    buggy: fill(b.buggy, p.consts),
+                    correct: fill(b.correct, p.consts),
+                });
+            }
+            lines.extend(p.source());
+        }
+        files.push(RepoFile {
+            path,
+            contents: lines.join("\n") + "\n",
+        });
+        let names: Vec<&str> = group.iter().map(|p| p.name).collect();
+        imports.push(format!("from {m} import {}", names.join(", ")));
+        let test_path = format!("test_{m}.py");
+        let mut test = vec![
+            "import unittest".to_string(),
+            String::new(),
+            imports.last().cloned().unwrap_or_default(),
+            String::new(),
+            String::new(),
+            format!("class Test{}(unittest.TestCase):", capitalise(m)),
+        ];
+        for (i, p) in group.iter().enumerate() {
+            if i > 0 {
+                test.push(String::new());
+            }
+            test.push(format!("    def test_{}(self):", p.name));
+            let args = if p.bug.is_some() {
+                example.clone()
+            } else {
+                (p.template.args)(g, p.consts)
+            };
+            test.push(p.assert_line(&args));
+        }
+        files.push(RepoFile {
+            path: test_path.clone(),
+            contents: test.join("\n") + "\n",
+        });
+        visible_tests.push(test_path);
+    }
+    files.push(RepoFile {
+        path: ".gitignore".into(),
+        contents: "__pycache__/\n".into(),
+    });
+    let fix = fix?;
+    let occurrences: usize = files
+        .iter()
+        .map(|f| f.contents.matches(&fix.buggy).count())
+        .sum();
+    if occurrences != 1 {
+        return None;
+    }
+    let hidden_tests = hidden_module(&imports, &placed, &example, g);
+    let expected = placed
+        .iter()
+        .find(|p| p.bug.is_some())
+        .map(|p| p.expect(&example))?;
+    let issue = format!(
+        "Bug: {} returns {got}, expected {expected}.\nFix: `{}` should be `{}`.",
+        call(placed.iter().find(|p| p.bug.is_some())?.name, &example),
+        fix.buggy,
+        fix.correct
+    );
+    Some(CodefixTask {
+        key,
+        issue,
+        files,
+        visible_tests,
+        hidden_tests,
+        hidden_test_count: placed.len(),
+        fix,
+    })
+}
+
+/// The hidden test module: one test per function, [`HIDDEN_CASES`] assertions each; the
+/// buggy function's first case is the issue's example, so the bug always fails it.
+fn hidden_module(
+    imports: &[String],
+    placed: &[Placed],
+    example: &[Value],
+    g: &mut ChaCha8Rng,
+) -> String {
+    let mut lines = vec!["import unittest".to_string(), String::new()];
+    lines.extend(imports.iter().cloned());
+    lines.extend([
+        String::new(),
+        String::new(),
+        "class HiddenTests(unittest.TestCase):".to_string(),
+    ]);
+    for (i, p) in placed.iter().enumerate() {
+        if i > 0 {
+            lines.push(String::new());
+        }
+        lines.push(format!("    def test_{}(self):", p.name));
+        for case in 0..HIDDEN_CASES {
+            let args = if case == 0 && p.bug.is_some() {
+                example.to_vec()
+            } else {
+                (p.template.args)(g, p.consts)
+            };
+            lines.push(p.assert_line(&args));
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// The split of a code-fixing issue text, for seed files whose conversations carry no
+/// task key: the `Fix:` line's fragments are looked up among the bug sites of every
+/// template, and the issue is held out if any matching site's family is held out, or if
+/// no site matches (an issue that cannot be placed is never trained on).
+pub fn split_of_issue(issue: &str) -> Split {
+    let Some((buggy, correct)) = fix_fragments(issue) else {
+        return Split::Heldout;
+    };
+    let families: Vec<BugFamily> = TEMPLATES
+        .iter()
+        .flat_map(|t| t.bugs)
+        .filter(|b| pattern_matches(b.buggy, buggy) && pattern_matches(b.correct, correct))
+        .map(|b| b.family)
+        .collect();
+    if !families.is_empty() && families.iter().all(|f| f.split() == Split::Train) {
+        Split::Train
+    } else {
+        Split::Heldout
+    }
+}
+
+/// The two fragments of an issue's "Fix: `A` should be `B`." line.
+fn fix_fragments(issue: &str) -> Option<(&str, &str)> {
+    let line = issue.lines().find_map(|l| l.strip_prefix("Fix: `"))?;
+    let (buggy, rest) = line.split_once("` should be `")?;
+    let correct = rest.strip_suffix("`.")?;
+    Some((buggy, correct))
+}
+
+/// Whether `text` is `pattern` with `{k}` / `{k2}` standing for integers.
+fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let p = pattern.replace("{k2}", "{k}");
+    let mut parts = p.split("{k}");
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    for literal in parts {
+        let digits = rest
+            .char_indices()
+            .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+            .map_or(rest.len(), |(i, _)| i);
+        if digits == 0 || rest[..digits] == *"-" {
+            return false;
+        }
+        match rest[digits..].strip_prefix(literal) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+#[cfg(test)]
+mod tests;
