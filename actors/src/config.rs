@@ -343,6 +343,11 @@ pub struct OptimConfig {
     pub weight_decay: f64,
     /// Global gradient-norm clip.
     pub max_grad_norm: f64,
+    /// Most sequences per forward/backward pass (0: a whole batch at once). Larger
+    /// batches are split and their gradients summed — the same update, with the learner's
+    /// activation memory (sequences x length^2 x layers, through attention) bounded by
+    /// the chunk; costs a little speed per extra pass.
+    pub micro_batch: usize,
 }
 
 impl Default for OptimConfig {
@@ -352,6 +357,7 @@ impl Default for OptimConfig {
             beta2: 0.99,
             weight_decay: 0.01,
             max_grad_norm: 1.0,
+            micro_batch: 0,
         }
     }
 }

@@ -482,6 +482,7 @@ pub(crate) async fn spawn_roles(
                     weight_decay: cfg.optim.weight_decay,
                     max_grad_norm: cfg.optim.max_grad_norm,
                 },
+                micro_batch: cfg.optim.micro_batch,
             },
             seed: ctx.seed,
             run_dir: head.run_dir,

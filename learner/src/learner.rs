@@ -12,8 +12,47 @@ use crate::{
     adamw::{AdamW, AdamWConfig},
     checkpoint::{self, LearnerState, io},
     grpo::{Clip, PgStats, build_batch, pg_loss},
-    sft::sft_loss,
+    sft::sft_loss_over,
 };
+
+/// Gradients of the trainable variables summed over micro-batches. Only the variables'
+/// gradients are kept: each pass's store (which also holds every intermediate's
+/// gradient) is dropped as soon as it is added.
+#[derive(Default)]
+struct Grads {
+    sums: Vec<(candle_core::Var, candle_core::Tensor)>,
+}
+
+impl Grads {
+    fn add(
+        &mut self,
+        vars: &[candle_core::Var],
+        store: candle_core::backprop::GradStore,
+    ) -> Result<()> {
+        for var in vars {
+            let Some(g) = store.get(var.as_tensor()) else {
+                continue;
+            };
+            match self
+                .sums
+                .iter_mut()
+                .find(|(v, _)| v.as_tensor().id() == var.as_tensor().id())
+            {
+                Some((_, sum)) => *sum = (&*sum + g)?,
+                None => self.sums.push((var.clone(), g.clone())),
+            }
+        }
+        Ok(())
+    }
+
+    fn into_store(self) -> candle_core::backprop::GradStore {
+        let mut store = candle_core::backprop::GradStore::default();
+        for (var, g) in self.sums {
+            store.insert(var.as_tensor(), g);
+        }
+        store
+    }
+}
 
 /// Learner hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +65,10 @@ pub struct LearnerConfig {
     pub clip: Clip,
     /// Optimizer settings.
     pub adamw: AdamWConfig,
+    /// Most sequences per forward/backward pass (0: the whole batch at once). A larger
+    /// batch is split and its gradients summed: the same update, with activation memory
+    /// (which grows with sequences x length^2 through attention) bounded by the chunk.
+    pub micro_batch: usize,
 }
 
 /// One supervised example: tokens and the mask of positions to learn.
@@ -177,39 +220,86 @@ impl Learner {
 
     /// One supervised step on `batch`; returns the loss.
     pub fn sft_step(&mut self, batch: &[&SftExample]) -> Result<f32> {
-        let refs: Vec<(&[u32], &[u8])> = batch
+        let total: usize = batch
             .iter()
-            .map(|e| (e.tokens.as_slice(), e.mask.as_slice()))
-            .collect();
-        let packed = pack(&refs, self.model_cfg.max_seq)?.to_device(&self.device())?;
-        let loss = sft_loss(&self.model()?, &packed)?;
-        let value = loss.to_scalar::<f32>()?;
+            .map(|e| e.mask.iter().skip(1).filter(|&&m| m == 1).count())
+            .sum();
+        let model = self.model()?;
+        let mut grads = Grads::default();
+        let mut value = 0f32;
+        for chunk in batch.chunks(self.chunk_len(batch.len())) {
+            let refs: Vec<(&[u32], &[u8])> = chunk
+                .iter()
+                .map(|e| (e.tokens.as_slice(), e.mask.as_slice()))
+                .collect();
+            let packed = pack(&refs, self.model_cfg.max_seq)?.to_device(&self.device())?;
+            let loss = sft_loss_over(&model, &packed, total)?;
+            value += loss.to_scalar::<f32>()?;
+            grads.add(self.params.vars(), loss.backward()?)?;
+        }
         if !value.is_finite() {
             return Err(LearnerError::NonFinite {
                 step: self.state.step,
             });
         }
-        self.opt.step(&loss.backward()?, self.cfg.sft_lr)?;
+        self.opt.step(&grads.into_store(), self.cfg.sft_lr)?;
         self.finish_step();
         Ok(value)
     }
 
+    /// Sequences per pass for a batch of `n`.
+    fn chunk_len(&self, n: usize) -> usize {
+        match self.cfg.micro_batch {
+            0 => n.max(1),
+            m => m,
+        }
+    }
+
     /// One GRPO step on `groups` (each group: all samples of one task).
     pub fn rl_step(&mut self, groups: &[Vec<ScoredTrajectory>]) -> Result<RlStats> {
-        let batch = build_batch(groups, self.model_cfg.max_seq)?.to_device(&self.device())?;
-        let (loss, pg) = pg_loss(&self.model()?, &batch, self.cfg.clip)?;
-        let value = loss.to_scalar::<f32>()?;
+        // Groups stay whole (advantages are computed within a group); a chunk holds as
+        // many as fit in `micro_batch` sequences, at least one. Every chunk's loss is
+        // divided by the whole batch's token count, so the summed gradients and
+        // statistics are exactly the whole batch's.
+        let total = build_batch(groups, self.model_cfg.max_seq)?.tokens;
+        let model = self.model()?;
+        let mut chunks: Vec<&[Vec<ScoredTrajectory>]> = Vec::new();
+        let (mut start, mut rows) = (0, 0);
+        let micro = self.chunk_len(usize::MAX);
+        for (i, g) in groups.iter().enumerate() {
+            if i > start && rows + g.len() > micro {
+                chunks.push(&groups[start..i]);
+                (start, rows) = (i, 0);
+            }
+            rows += g.len();
+        }
+        chunks.push(&groups[start..]);
+        let mut grads = Grads::default();
+        let (mut value, mut pg) = (0f32, PgStats::default());
+        for chunk in chunks {
+            let mut batch =
+                build_batch(chunk, self.model_cfg.max_seq)?.to_device(&self.device())?;
+            batch.tokens = total;
+            let (loss, stats) = pg_loss(&model, &batch, self.cfg.clip)?;
+            value += loss.to_scalar::<f32>()?;
+            pg.mean_ratio += stats.mean_ratio;
+            pg.clip_fraction += stats.clip_fraction;
+            pg.approx_kl += stats.approx_kl;
+            pg.logprob_gap += stats.logprob_gap;
+            pg.tis_truncated += stats.tis_truncated;
+            grads.add(self.params.vars(), loss.backward()?)?;
+        }
         if !value.is_finite() {
             return Err(LearnerError::NonFinite {
                 step: self.state.step,
             });
         }
-        let report = self.opt.step(&loss.backward()?, self.cfg.rl_lr)?;
+        let report = self.opt.step(&grads.into_store(), self.cfg.rl_lr)?;
         self.finish_step();
         self.state.rl_steps += 1;
         Ok(RlStats {
             loss: value,
-            tokens: batch.tokens,
+            tokens: total,
             trajectories: groups.iter().map(Vec::len).sum(),
             grad_norm: report.grad_norm,
             pg,
@@ -282,6 +372,7 @@ mod tests {
                 tis_cap: 0.0,
             },
             adamw: AdamWConfig::default(),
+            micro_batch: 0,
         };
         let tok = ChatTokenizer::new();
         let pool = ["sort 21", "sort 312", "sort 9"]
@@ -308,6 +399,65 @@ mod tests {
         }
         assert!(last < first * 0.5, "{first} -> {last}");
         assert_eq!(l.version(), PolicyVersion(61));
+    }
+
+    #[test]
+    fn micro_batches_give_the_whole_batch_update() {
+        let (mc, lc, pool) = setup();
+        let micro = LearnerConfig {
+            micro_batch: 1,
+            ..lc.clone()
+        };
+        let (mut a, mut b) = (
+            Learner::new(&mc, lc, 3).unwrap(),
+            Learner::new(&mc, micro, 3).unwrap(),
+        );
+        let all: Vec<&SftExample> = pool.iter().collect();
+        let (la, lb) = (a.sft_step(&all).unwrap(), b.sft_step(&all).unwrap());
+        assert!((la - lb).abs() < 1e-5, "{la} vs {lb}");
+        let groups: Vec<Vec<ScoredTrajectory>> = (0..2u32)
+            .map(|g| {
+                (0..2u64)
+                    .map(|k| {
+                        let e = &pool[(g as usize + k as usize) % pool.len()];
+                        let task = troupe_core::TaskSpec {
+                            id: u64::from(g),
+                            prompt: String::new(),
+                            answer: String::new(),
+                            difficulty: 0,
+                        };
+                        let purpose = troupe_core::Purpose::Train { batch: 0, group: g };
+                        let mut t =
+                            troupe_core::Trajectory::new(u64::from(g) * 2 + k, task, purpose);
+                        for (&tok, &m) in e.tokens.iter().zip(&e.mask) {
+                            if m == 1 {
+                                t.push_policy(tok, -1.0, PolicyVersion(0));
+                            } else {
+                                t.push_context(&[tok]);
+                            }
+                        }
+                        ScoredTrajectory {
+                            trajectory: t,
+                            reward: troupe_core::Reward {
+                                total: k as f32,
+                                breakdown: vec![],
+                            },
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let (ra, rb) = (a.rl_step(&groups).unwrap(), b.rl_step(&groups).unwrap());
+        assert!((ra.loss - rb.loss).abs() < 1e-5, "{ra:?} vs {rb:?}");
+        assert!((ra.pg.mean_ratio - rb.pg.mean_ratio).abs() < 1e-5);
+        assert!((ra.grad_norm - rb.grad_norm).abs() < 1e-4);
+        assert_eq!(ra.tokens, rb.tokens);
+        let diff = a
+            .snapshot()
+            .unwrap()
+            .max_abs_diff(&b.snapshot().unwrap())
+            .unwrap();
+        assert!(diff < 1e-5, "weights differ by {diff}");
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub fn main(args: LearnerArgs) -> anyhow::Result<()> {
             tis_cap: 0.0,
         },
         adamw: AdamWConfig::default(),
+        micro_batch: 0,
     };
     let loaded = Instant::now();
     let mut learner = Learner::new(&model_cfg, learner_cfg, 1)?.to_device(&dev)?;
