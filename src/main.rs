@@ -124,6 +124,25 @@ fn print_table(s: &Summary) {
         h.after_rl,
         100.0 * (h.after_rl - h.after_sft)
     );
+    let parts = |m: &std::collections::BTreeMap<String, f64>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let p = &s.reward_parts;
+    if !p.rl.is_empty() {
+        println!("  reward parts      RL: {}", parts(&p.rl));
+    }
+    for (label, name) in [
+        ("initial", "initial"),
+        ("after_sft", "after SFT"),
+        ("after_rl", "after RL"),
+    ] {
+        if let Some(m) = p.heldout.get(label).filter(|m| !m.is_empty()) {
+            println!("                    held-out {name}: {}", parts(m));
+        }
+    }
     println!(
         "  trajectories      generated {}   trained {}   dropped stale {}   filtered zero-signal {}   in flight {}{}",
         t.generated,

@@ -349,6 +349,7 @@ mod tests {
             approx_kl: 0.001,
             logprob_gap: 0.01,
             tis_truncated: 0.0,
+            reward_parts: vec![("solved".into(), 3.0), ("timeout".into(), 1.0)],
         });
         round_trip(troupe_learner::SftExample {
             tokens: vec![257, 258, 49],

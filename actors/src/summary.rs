@@ -1,5 +1,6 @@
 //! What a run leaves behind: `summary.json`, `run_state.json` and `metrics.jsonl`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,27 @@ pub struct Throughput {
     pub trained_tokens_per_s: f64,
 }
 
+/// Sums of the named reward components (`Reward::breakdown`): with 0/1 components, how
+/// often each case occurred (a code-fixing judge's `solved`, `no_tests`,
+/// `tests_modified`, `timeout`, ...; the digit verifier's `correct` and `format`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RewardParts {
+    /// Over every RL trajectory the learner took (trained, stale or filtered).
+    pub rl: BTreeMap<String, f64>,
+    /// Over each held-out evaluation: `initial`, `after_sft`, `step_N`, `after_rl`.
+    pub heldout: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// Adds `parts` into `into`.
+pub fn add_parts<'a>(
+    into: &mut BTreeMap<String, f64>,
+    parts: impl IntoIterator<Item = (&'a str, f64)>,
+) {
+    for (name, value) in parts {
+        *into.entry(name.to_string()).or_insert(0.0) += value;
+    }
+}
+
 /// Counters that survive a resume (saved with each checkpoint).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RunState {
@@ -73,6 +95,9 @@ pub struct RunState {
     pub rl_seconds: f64,
     /// Wall seconds of earlier sessions of this run.
     pub wall_seconds: f64,
+    /// Reward component sums so far.
+    #[serde(default)]
+    pub reward_parts: RewardParts,
 }
 
 /// `RUN_DIR/summary.json`.
@@ -96,6 +121,9 @@ pub struct Summary {
     pub seed: u64,
     /// Run directory.
     pub run_dir: String,
+    /// Reward component sums: every integrity case counted.
+    #[serde(default)]
+    pub reward_parts: RewardParts,
 }
 
 /// Held-out accuracies in the summary (all phases finished).

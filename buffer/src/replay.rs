@@ -249,6 +249,7 @@ impl ReplayBuffer {
             filtered_groups: 0,
             reward_sum: 0.0,
             taken: 0,
+            reward_parts: Vec::new(),
         };
         let mut record = Take {
             batch,
@@ -261,6 +262,9 @@ impl ReplayBuffer {
             let n = held.members.len() as u64;
             out.taken += n;
             out.reward_sum += held.reward_sum;
+            for m in &held.members {
+                out.add_reward_parts(&m.reward);
+            }
             match fate {
                 Fate::Dropped(DropReason::Stale) => {
                     out.dropped_stale += n;

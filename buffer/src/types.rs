@@ -114,6 +114,22 @@ pub struct Batch {
     pub reward_sum: f64,
     /// Trajectories taken (kept, stale or filtered).
     pub taken: u64,
+    /// Sum of each named reward component (`reward.breakdown`) over every trajectory
+    /// taken, in order of first appearance: with 0/1 components, the count of each case
+    /// (e.g. a code-fixing judge's `solved`, `no_tests`, `timeout`).
+    pub reward_parts: Vec<(String, f64)>,
+}
+
+impl Batch {
+    /// Adds `reward`'s components to [`Batch::reward_parts`].
+    pub fn add_reward_parts(&mut self, reward: &troupe_core::Reward) {
+        for (name, value) in &reward.breakdown {
+            match self.reward_parts.iter_mut().find(|(n, _)| n == name) {
+                Some((_, sum)) => *sum += f64::from(*value),
+                None => self.reward_parts.push((name.clone(), f64::from(*value))),
+            }
+        }
+    }
 }
 
 /// The result of a successful insert.

@@ -43,7 +43,7 @@ fn scored(id: u64, purpose: Purpose, version: u64, reward: u8) -> ScoredTrajecto
         trajectory: t,
         reward: Reward {
             total: f32::from(reward),
-            breakdown: vec![],
+            breakdown: vec![("correct".into(), f32::from(reward)), ("seen".into(), 1.0)],
         },
     }
 }
@@ -154,11 +154,15 @@ impl Model {
             filtered_groups: 0,
             reward_sum: 0.0,
             taken: 0,
+            reward_parts: Vec::new(),
         };
         for &key in keys {
             let members = self.held(key);
             let n = members.len() as u64;
             out.taken += n;
+            for e in &members {
+                out.add_reward_parts(&e.t.reward);
+            }
             out.reward_sum += members
                 .iter()
                 .map(|e| f64::from(e.t.reward.total))

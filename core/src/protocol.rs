@@ -82,4 +82,7 @@ pub struct StepReport {
     pub logprob_gap: f32,
     /// Fraction of policy tokens whose truncated importance weight hit its cap.
     pub tis_truncated: f32,
+    /// Sum of each named reward component over the batch's trajectories (all groups,
+    /// filtered ones included): with 0/1 components, how often each case occurred.
+    pub reward_parts: Vec<(String, f64)>,
 }

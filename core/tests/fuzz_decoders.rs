@@ -147,6 +147,7 @@ fn step_report() -> impl Strategy<Value = StepReport> {
                 approx_kl,
                 logprob_gap: loss.abs(),
                 tis_truncated: 0.0,
+                reward_parts: vec![("solved".into(), f64::from(mean_reward))],
             },
         )
 }
@@ -292,6 +293,7 @@ fn sample_step() -> StepReport {
         approx_kl: 0.01,
         logprob_gap: 0.02,
         tis_truncated: 0.0,
+        reward_parts: vec![("no_tests".into(), 1.0)],
     }
 }
 

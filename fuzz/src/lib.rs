@@ -221,6 +221,7 @@ pub struct AStep {
     staleness_histogram: Vec<u64>,
     wait_seconds: f64,
     train_seconds: f64,
+    reward_parts: Vec<(String, f64)>,
 }
 
 impl From<AStep> for StepReport {
@@ -243,6 +244,7 @@ impl From<AStep> for StepReport {
             approx_kl: a.f[4],
             logprob_gap: a.f[5],
             tis_truncated: a.f[6],
+            reward_parts: a.reward_parts,
         }
     }
 }

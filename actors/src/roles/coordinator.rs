@@ -19,7 +19,9 @@ use crate::progress::Progress;
 use crate::remote::group;
 use crate::roles::one;
 use crate::schedule::{Schedule, ScheduleConfig};
-use crate::summary::{EvalPoint, HeldoutSummary, RunState, Summary, Throughput, write_json};
+use crate::summary::{
+    EvalPoint, HeldoutSummary, RunState, Summary, Throughput, add_parts, write_json,
+};
 
 /// Where the run resumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +113,8 @@ struct Round {
     label: Label,
     received: usize,
     correct: usize,
+    /// Reward component sums over the round's episodes.
+    parts: std::collections::BTreeMap<String, f64>,
 }
 
 /// Coordinator state.
@@ -144,6 +148,7 @@ impl CoordinatorState {
                 label,
                 received: 0,
                 correct: 0,
+                parts: Default::default(),
             },
         );
         self.schedule
@@ -199,13 +204,24 @@ impl CoordinatorState {
         Ok(())
     }
 
-    async fn on_eval(&mut self, round: u32, correct: bool) -> Result<(), ActorProcessingErr> {
+    async fn on_eval(
+        &mut self,
+        round: u32,
+        reward: &troupe_core::Reward,
+    ) -> Result<(), ActorProcessingErr> {
         let n = self.args.heldout.len();
         let Some(r) = self.rounds.get_mut(&round) else {
             return Ok(());
         };
         r.received += 1;
-        r.correct += usize::from(correct);
+        r.correct += usize::from(reward.total >= 1.0);
+        add_parts(
+            &mut r.parts,
+            reward
+                .breakdown
+                .iter()
+                .map(|(k, v)| (k.as_str(), f64::from(*v))),
+        );
         let (label, received, hits) = (r.label, r.received, r.correct);
         if !matches!(label, Label::During(_)) {
             self.args.progress.advance(
@@ -216,7 +232,18 @@ impl CoordinatorState {
         if received < n {
             return Ok(());
         }
-        self.rounds.remove(&round);
+        let parts = self
+            .rounds
+            .remove(&round)
+            .map(|r| r.parts)
+            .unwrap_or_default();
+        let name = match label {
+            Label::Initial => "initial".to_string(),
+            Label::AfterSft => "after_sft".to_string(),
+            Label::During(step) => format!("step_{step}"),
+            Label::Final => "after_rl".to_string(),
+        };
+        self.args.state.reward_parts.heldout.insert(name, parts);
         let acc = hits as f32 / n as f32;
         let heldout = &mut self.args.state.heldout;
         match label {
@@ -267,6 +294,10 @@ impl CoordinatorState {
         st.trajectories.trained += r.trained;
         st.trajectories.dropped_stale += r.dropped_stale;
         st.trajectories.filtered_zero_signal += r.filtered_zero_signal;
+        add_parts(
+            &mut st.reward_parts.rl,
+            r.reward_parts.iter().map(|(k, v)| (k.as_str(), *v)),
+        );
         let line = serde_json::json!({
             "step": r.rl_step,
             "version": r.version,
@@ -284,6 +315,11 @@ impl CoordinatorState {
             "approx_kl": r.approx_kl,
             "logprob_gap": r.logprob_gap,
             "tis_truncated": r.tis_truncated,
+            "reward_parts": r
+                .reward_parts
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeMap<_, _>>(),
             "sampler_version_lag": self
                 .sampler_publication
                 .iter()
@@ -370,6 +406,7 @@ impl CoordinatorState {
             rl_seconds: st.rl_seconds,
             seed: st.seed,
             run_dir: self.args.run_dir.display().to_string(),
+            reward_parts: st.reward_parts.clone(),
         };
         st.wall_seconds = wall;
         write_json(&self.args.run_dir.join("run_state.json"), &*st)?;
@@ -462,7 +499,7 @@ impl Actor for Coordinator {
             }
             CoordinatorMsg::EvalResult(s) => {
                 if let Purpose::Eval { round } = s.trajectory.purpose {
-                    state.on_eval(round, s.reward.total >= 1.0).await?;
+                    state.on_eval(round, &s.reward).await?;
                 }
             }
             CoordinatorMsg::SftProgress { step, loss } => {

@@ -148,6 +148,7 @@ impl LearnerActorState {
             approx_kl: 0.0,
             logprob_gap: 0.0,
             tis_truncated: 0.0,
+            reward_parts: batch.reward_parts,
         };
         if groups.is_empty() {
             self.learner.skip_rl_step();
