@@ -29,6 +29,8 @@ pub struct ClusterConfig {
     pub tokenizer: ChatTokenizer,
     /// The built-in task.
     pub task: TaskSettings,
+    /// The code-fixing environment (with `[task] family = "codefix"`).
+    pub codefix: troupe_env::codefix::CodefixConfig,
     /// SFT warm start.
     pub sft: SftConfig,
     /// Asynchronous GRPO.
@@ -135,7 +137,8 @@ impl Default for Roles {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskSettings {
-    /// `"sort"` (sort a list of digits) or `"add"` (add two numbers).
+    /// `"sort"` (sort a list of digits), `"add"` (add two numbers) or `"codefix"` (fix
+    /// a planted bug in a sandboxed git repository; see `[codefix]`).
     pub family: TaskFamily,
     /// Fewest digits per problem (list length for sort, operand length for add).
     pub min_digits: u32,
@@ -366,6 +369,11 @@ impl Default for OptimConfig {
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../cluster.toml");
 
 impl ClusterConfig {
+    /// The code-fixing settings when the run poses code-fixing tasks.
+    pub fn codefix(&self) -> Option<troupe_env::codefix::CodefixConfig> {
+        (self.task.family == TaskFamily::Codefix).then(|| self.codefix.clone())
+    }
+
     /// Parses `text` (read from `path`, used in messages) and validates it.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ActorError> {
         let mut cfg: ClusterConfig = toml::from_str(text).map_err(|e| ActorError::Config {
@@ -455,6 +463,9 @@ impl ClusterConfig {
             .task_config()
             .validate()
             .map_err(|e| format!("[task] {e}"))?;
+        self.codefix
+            .validate()
+            .map_err(|e| format!("[codefix] {e}"))?;
         let nodes = self.nodes();
         let mut names = std::collections::HashSet::new();
         for n in &nodes {
@@ -623,6 +634,26 @@ mod tests {
             assert!(
                 ClusterConfig::parse(bad, Path::new("c.toml")).is_err(),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn codefix_settings_parse_and_are_checked() {
+        let cfg = ClusterConfig::parse(
+            "[task]\nfamily = \"codefix\"\n[codefix]\nmax_turns = 5\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.codefix().map(|c| c.max_turns), Some(5));
+        assert!(ClusterConfig::default().codefix().is_none());
+        for bad in ["[codefix]\nmax_turn = 5\n", "[codefix]\nsandboxes = 0\n"] {
+            let err = ClusterConfig::parse(bad, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("max_turn") || err.contains("sandboxes"),
+                "{err}"
             );
         }
     }

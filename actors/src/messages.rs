@@ -53,17 +53,21 @@ pub enum SamplerMsg {
     Pull,
 }
 
+/// An env host's answer to a step: `(observation, done, submission)`. When `done`,
+/// `submission` is what the judge scores in place of the policy's last action, if the
+/// environment decides it (a code-fixing episode's diff).
+pub type StepReply = (Option<String>, bool, Option<String>);
+
 /// Env host inbox.
 #[derive(Debug)]
 pub enum EnvHostMsg {
     /// Start episode `episode` on `task`; reply with the first observation.
     Reset(u64, Box<TaskSpec>, RpcReplyPort<Result<String, String>>),
-    /// Apply the policy's action; reply with `(observation, done)`.
-    Step(
-        u64,
-        String,
-        RpcReplyPort<Result<(Option<String>, bool), String>>,
-    ),
+    /// Apply the policy's action; reply with a [`StepReply`].
+    Step(u64, String, RpcReplyPort<Result<StepReply, String>>),
+    /// The policy can act no more (its context or turn budget is spent): end the
+    /// episode and reply with its submission, if the environment makes one.
+    Finish(u64, RpcReplyPort<Result<Option<String>, String>>),
 }
 
 /// Judge inbox.
@@ -72,6 +76,12 @@ pub enum JudgeMsg {
     /// Score a finished trajectory and forward it (buffer for training, coordinator
     /// for evaluation).
     Score(Box<Trajectory>),
+    /// A trajectory scored off the actor (hidden tests run in a task); forward it.
+    /// Node-local: the judge sends it to itself.
+    Scored(Box<ScoredTrajectory>),
+    /// Scoring off the actor failed (the judge's own sandbox could not run); the judge
+    /// fails with it. Node-local.
+    Failed(String),
 }
 
 /// Replay buffer inbox.
@@ -194,6 +204,7 @@ impl ractor::Message for EnvHostMsg {
             EnvHostMsg::Step(episode, action, reply) => {
                 remote::call("Step", &(episode, action), reply)
             }
+            EnvHostMsg::Finish(episode, reply) => remote::call("Finish", &episode, reply),
         }
     }
 
@@ -220,6 +231,10 @@ impl ractor::Message for EnvHostMsg {
                 let (episode, action) = remote::decode(&args)?;
                 Ok(EnvHostMsg::Step(episode, action, remote::reply_port(reply)))
             }
+            "Finish" => Ok(EnvHostMsg::Finish(
+                remote::decode(&args)?,
+                remote::reply_port(reply),
+            )),
             _ => Err(BoxedDowncastErr),
         }
     }
@@ -231,8 +246,10 @@ impl ractor::Message for JudgeMsg {
     }
 
     fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
-        let JudgeMsg::Score(t) = self;
-        remote::cast("Score", &*t)
+        match self {
+            JudgeMsg::Score(t) => remote::cast("Score", &*t),
+            JudgeMsg::Scored(_) | JudgeMsg::Failed(_) => Err(BoxedDowncastErr),
+        }
     }
 
     fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {

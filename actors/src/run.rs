@@ -18,8 +18,8 @@ use crate::progress::Progress;
 use crate::roles::{
     buffer::{Buffer, BufferArgs},
     coordinator::{Coordinator, CoordinatorArgs, StartPoint},
-    envhost::EnvHost,
-    judge::Judge,
+    envhost::{EnvHost, EnvHostArgs},
+    judge::{Judge, JudgeArgs},
     learner::{LearnerActor, LearnerArgs},
     sampler::{Sampler, SamplerArgs},
 };
@@ -87,7 +87,7 @@ pub fn load_seed_examples(
     for rejected in &set.rejected {
         progress.note(&format!("rejected seed trajectory {rejected}"));
     }
-    let dropped = troupe_env::drop_heldout(&mut set, cfg.task.heldout_per_mille);
+    let dropped = troupe_env::drop_heldout_of(&mut set, &cfg.task.task_config());
     if dropped > 0 {
         progress.note(&format!(
             "{dropped} seed trajectories pose held-out problems and were left out"
@@ -285,11 +285,20 @@ pub(crate) fn prepare_head(opts: &RunOptions, progress: &dyn Progress) -> Result
             None => {
                 let mut source = TaskSource::new(cfg.task.task_config(), mix(seed, 0x5eed))
                     .map_err(|e| ActorError::Seeds(e.to_string()))?;
-                troupe_env::write_seed_trajectories(
-                    &copy_path,
-                    &mut source,
-                    cfg.sft.seed_trajectories,
-                )
+                match cfg.codefix() {
+                    None => troupe_env::write_seed_trajectories(
+                        &copy_path,
+                        &mut source,
+                        cfg.sft.seed_trajectories,
+                    ),
+                    Some(codefix) => {
+                        progress.note(&format!(
+                            "the expert is solving {} code-fixing tasks in sandboxes",
+                            cfg.sft.seed_trajectories
+                        ));
+                        write_codefix_seeds(&copy_path, &mut source, &cfg, codefix)
+                    }
+                }
                 .map_err(|e| ActorError::Seeds(e.to_string()))?;
             }
         }
@@ -313,6 +322,34 @@ pub(crate) fn prepare_head(opts: &RunOptions, progress: &dyn Progress) -> Result
         seed_examples,
         heldout,
     })
+}
+
+/// Runs the scripted expert on `cfg.sft.seed_trajectories` code-fixing tasks in real
+/// sandboxes and writes its episodes as seed trajectories. Called from the async run, so
+/// it blocks this worker thread (the run has not started yet).
+fn write_codefix_seeds(
+    path: &Path,
+    source: &mut TaskSource,
+    cfg: &ClusterConfig,
+    codefix: troupe_env::codefix::CodefixConfig,
+) -> Result<(), troupe_env::EnvError> {
+    let n = cfg.sft.seed_trajectories;
+    let parallel = codefix.sandboxes * 2;
+    let work = async {
+        let host = troupe_env::codefix::CodefixHost::new(codefix, parallel).await?;
+        troupe_env::codefix::write_expert_seeds(path, source, n, &host, parallel).await
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => tokio::task::block_in_place(|| handle.block_on(work)),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| troupe_env::EnvError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .block_on(work),
+    }
 }
 
 /// The coordinator's completion channel.
@@ -448,17 +485,24 @@ pub(crate) async fn spawn_roles(
         start("buffer".into(), Buffer, args, &supervisor, "replay buffer").await?;
     }
     for i in 0..roles.env_hosts {
+        let args = EnvHostArgs {
+            capacity: cfg.task.env_capacity,
+            codefix: cfg.codefix(),
+        };
         start(
             format!("env_host-{i}"),
             EnvHost,
-            cfg.task.env_capacity,
+            args,
             &supervisor,
             "env host",
         )
         .await?;
     }
     for i in 0..roles.judges {
-        start(format!("judge-{i}"), Judge, (), &supervisor, "judge").await?;
+        let args = JudgeArgs {
+            codefix: cfg.codefix(),
+        };
+        start(format!("judge-{i}"), Judge, args, &supervisor, "judge").await?;
     }
     if roles.learner {
         let head = ctx

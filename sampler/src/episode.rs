@@ -57,6 +57,19 @@ impl Episode {
         self.trajectory.push_context(&tokens);
     }
 
+    /// Whether `observation` fits: after it, `room` tokens are still free for the next
+    /// action within `max_seq`. An episode whose observation does not fit ends there.
+    pub fn observation_fits(&self, observation: &str, max_seq: usize, room: usize) -> bool {
+        self.trajectory.tokens.len() + self.tokenizer.observation(observation).len() + room
+            <= max_seq
+    }
+
+    /// Records what the judge scores in place of the policy's last action: the
+    /// environment's submission (a code-fixing episode's diff).
+    pub fn set_response(&mut self, submission: String) {
+        self.trajectory.response = submission;
+    }
+
     /// The finished trajectory.
     pub fn finish(self) -> Trajectory {
         self.trajectory
@@ -89,11 +102,41 @@ mod tests {
             finished: true,
         };
         assert_eq!(ep.push_generation(&g, PolicyVersion(2)), "12");
+        let len = ep.context().len();
+        // "again" takes a user turn (opener, 5 bytes, end) and the assistant opener.
+        assert!(ep.observation_fits("again", len + 8 + 4, 4));
+        assert!(!ep.observation_fits("again", len + 8 + 3, 4));
         ep.push_observation("again");
         let t = ep.finish();
         assert_eq!(&t.tokens[..before.len()], before.as_slice());
         assert_eq!(t.policy_token_count(), 3);
         assert_eq!(t.oldest_version(), Some(PolicyVersion(2)));
         assert_eq!(t.logprobs[before.len() + 1], -0.2);
+        assert_eq!(t.response, "12");
+    }
+
+    #[test]
+    fn a_submission_replaces_the_response() {
+        let task = TaskSpec {
+            id: 1,
+            prompt: "fix it".into(),
+            answer: "codefix/off_by_one/1".into(),
+            difficulty: 0,
+        };
+        let mut ep = Episode::start(
+            1,
+            task,
+            Purpose::Eval { round: 0 },
+            "fix it",
+            ChatTokenizer::new(),
+        );
+        let g = Generation {
+            tokens: vec![60, troupe_model::tokenizer::END],
+            logprobs: vec![-0.1, -0.2],
+            finished: true,
+        };
+        ep.push_generation(&g, PolicyVersion(1));
+        ep.set_response("diff --git a/x b/x".into());
+        assert_eq!(ep.finish().response, "diff --git a/x b/x");
     }
 }

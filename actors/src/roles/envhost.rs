@@ -1,7 +1,11 @@
-//! EnvHost: owns environment instances; `reset` and `step` over messages.
+//! EnvHost: owns environment instances; `reset`, `step` and `finish` over messages.
+//! Built-in digit tasks are answered inline by [`EnvHostCore`]; code-fixing episodes run
+//! sandboxed commands, so each of their requests is served by a task of its own (the
+//! actor stays responsive and many episodes' commands run at once, up to the warm pool).
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use troupe_env::EnvHostCore;
+use troupe_env::codefix::{CodefixConfig, CodefixHost, TaskKey};
 
 use crate::messages::EnvHostMsg;
 
@@ -9,37 +13,107 @@ use crate::messages::EnvHostMsg;
 #[derive(Debug)]
 pub struct EnvHost;
 
+/// What an env host needs.
+#[derive(Debug, Clone)]
+pub struct EnvHostArgs {
+    /// Most live episodes (back-pressure beyond).
+    pub capacity: usize,
+    /// The code-fixing environment's settings, when the run poses code-fixing tasks.
+    pub codefix: Option<CodefixConfig>,
+}
+
+/// The env host's environments.
+#[derive(Debug)]
+pub struct EnvHostState {
+    core: EnvHostCore,
+    codefix: Option<CodefixHost>,
+}
+
+impl EnvHostState {
+    /// The code-fixing host that owns `episode`, if any.
+    fn codefix_for(&self, episode: u64) -> Option<CodefixHost> {
+        self.codefix.as_ref().filter(|h| h.has(episode)).cloned()
+    }
+}
+
 impl Actor for EnvHost {
     type Msg = EnvHostMsg;
-    type State = EnvHostCore;
-    type Arguments = usize;
+    type State = EnvHostState;
+    type Arguments = EnvHostArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        capacity: usize,
+        args: EnvHostArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let codefix = match args.codefix {
+            Some(cfg) => Some(CodefixHost::new(cfg, args.capacity).await?),
+            None => None,
+        };
         crate::remote::join(crate::remote::group::ENV_HOST, myself.get_cell());
-        Ok(EnvHostCore::new(capacity))
+        Ok(EnvHostState {
+            core: EnvHostCore::new(args.capacity),
+            codefix,
+        })
     }
 
     async fn handle(
         &self,
         _: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        core: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            EnvHostMsg::Reset(episode, task, reply) => {
-                let _ = reply.send(core.reset(episode, &task).map_err(|e| e.to_string()));
-            }
-            EnvHostMsg::Step(episode, action, reply) => {
-                let out = core
-                    .step(episode, &action)
-                    .map(|s| (s.observation, s.done))
-                    .map_err(|e| e.to_string());
-                let _ = reply.send(out);
-            }
+            EnvHostMsg::Reset(episode, task, reply) => match TaskKey::of_task(&task) {
+                None => {
+                    let _ = reply.send(state.core.reset(episode, &task).map_err(|e| e.to_string()));
+                }
+                Some(_) => match state.codefix.clone() {
+                    Some(host) => {
+                        tokio::spawn(async move {
+                            let _ = reply
+                                .send(host.reset(episode, &task).await.map_err(|e| e.to_string()));
+                        });
+                    }
+                    None => {
+                        let _ = reply.send(Err(
+                            "a code-fixing task, but this run's [task] family is not \"codefix\""
+                                .into(),
+                        ));
+                    }
+                },
+            },
+            EnvHostMsg::Step(episode, action, reply) => match state.codefix_for(episode) {
+                Some(host) => {
+                    tokio::spawn(async move {
+                        let out = host
+                            .step(episode, &action)
+                            .await
+                            .map(|s| (s.observation, s.done, s.submission))
+                            .map_err(|e| e.to_string());
+                        let _ = reply.send(out);
+                    });
+                }
+                None => {
+                    let out = state
+                        .core
+                        .step(episode, &action)
+                        .map(|s| (s.observation, s.done, s.submission))
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(out);
+                }
+            },
+            EnvHostMsg::Finish(episode, reply) => match state.codefix_for(episode) {
+                Some(host) => {
+                    tokio::spawn(async move {
+                        let out = host.finish(episode).await.map(Some);
+                        let _ = reply.send(out.map_err(|e| e.to_string()));
+                    });
+                }
+                None => {
+                    let _ = reply.send(state.core.abandon(episode).map_err(|e| e.to_string()));
+                }
+            },
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use ractor::{Actor, ActorProcessingErr, ActorRef, call};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -97,6 +98,12 @@ impl SamplerState {
     /// Runs `jobs` to completion as one batch and hands the trajectories to judges.
     /// Returns the policy tokens generated.
     /// `sampling_seed: None` decodes greedily.
+    ///
+    /// Each turn generates for every live episode at once, then steps them all against
+    /// their env hosts at once. An episode ends when its environment says so (with the
+    /// environment's submission, if any, as the response the judge scores), when its
+    /// next observation would leave less than `max_new_tokens` of context, or after
+    /// [`MAX_TURNS`]; the last two are ended on the env host with `Finish`.
     async fn run(
         &mut self,
         jobs: Vec<Job>,
@@ -108,11 +115,14 @@ impl SamplerState {
         if env_hosts.is_empty() || judges.is_empty() {
             return Err("no env host or judge has joined".into());
         }
+        let firsts = join_all(jobs.iter().map(|job| {
+            let (host, id, task) = (pick(&env_hosts, job.id).clone(), job.id, job.task.clone());
+            async move { call!(host, EnvHostMsg::Reset, id, Box::new(task)) }
+        }))
+        .await;
         let mut episodes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let host = pick(&env_hosts, job.id);
-            let first = call!(host, EnvHostMsg::Reset, job.id, Box::new(job.task.clone()))?
-                .map_err(|e| format!("env host refused episode {}: {e}", job.id))?;
+        for (job, first) in jobs.into_iter().zip(firsts) {
+            let first = first?.map_err(|e| format!("env host refused episode {}: {e}", job.id))?;
             episodes.push((
                 Episode::start(job.id, job.task, job.purpose, &first, a.tokenizer.clone()),
                 false,
@@ -130,6 +140,7 @@ impl SamplerState {
         let Some((_, version, model)) = &self.replica else {
             return Err("sampler has no weights".into());
         };
+        let max_seq = a.model.max_seq;
         let mut tokens = 0u64;
         for _ in 0..MAX_TURNS {
             let live: Vec<usize> = (0..episodes.len()).filter(|&i| !episodes[i].1).collect();
@@ -143,27 +154,75 @@ impl SamplerState {
             let mut live_rngs: Vec<ChaCha8Rng> = live.iter().map(|&i| rngs[i].clone()).collect();
             let gens =
                 tokio::task::block_in_place(|| generate(model, &prompts, &params, &mut live_rngs))?;
+            let mut actions = Vec::with_capacity(live.len());
             for ((&i, g), r) in live.iter().zip(gens).zip(live_rngs) {
                 rngs[i] = r;
                 tokens += g.tokens.len() as u64;
+                actions.push(episodes[i].0.push_generation(&g, *version));
+            }
+            let replies = join_all(live.iter().zip(actions).map(|(&i, action)| {
+                let id = episodes[i].0.id();
+                let host = pick(&env_hosts, id).clone();
+                async move { call!(host, EnvHostMsg::Step, id, action) }
+            }))
+            .await;
+            let mut cut_off = Vec::new();
+            for (&i, reply) in live.iter().zip(replies) {
                 let (episode, done) = &mut episodes[i];
-                let action = episode.push_generation(&g, *version);
-                let host = pick(&env_hosts, episode.id());
-                let (observation, finished) = call!(host, EnvHostMsg::Step, episode.id(), action)?
-                    .map_err(|e| {
-                        format!("env host step failed for episode {}: {e}", episode.id())
-                    })?;
+                let (observation, finished, submission) = reply?.map_err(|e| {
+                    format!("env host step failed for episode {}: {e}", episode.id())
+                })?;
                 match observation {
-                    Some(obs) if !finished => episode.push_observation(&obs),
-                    _ => *done = true,
+                    Some(obs) if !finished => {
+                        if episode.observation_fits(&obs, max_seq, params.max_new_tokens) {
+                            episode.push_observation(&obs);
+                        } else {
+                            cut_off.push(i);
+                        }
+                    }
+                    _ => {
+                        *done = true;
+                        if let Some(s) = submission {
+                            episode.set_response(s);
+                        }
+                    }
                 }
             }
+            self.finish(&env_hosts, &mut episodes, &cut_off).await?;
         }
+        let unfinished: Vec<usize> = (0..episodes.len()).filter(|&i| !episodes[i].1).collect();
+        self.finish(&env_hosts, &mut episodes, &unfinished).await?;
         for (episode, _) in episodes {
             let trajectory = episode.finish();
             pick(&judges, trajectory.id).cast(JudgeMsg::Score(Box::new(trajectory)))?;
         }
         Ok(tokens)
+    }
+
+    /// Ends `which` episodes on their env hosts (the policy can act no more) and records
+    /// the submissions the hosts make.
+    async fn finish(
+        &self,
+        env_hosts: &[ActorRef<EnvHostMsg>],
+        episodes: &mut [(Episode, bool)],
+        which: &[usize],
+    ) -> Result<(), ActorProcessingErr> {
+        let replies = join_all(which.iter().map(|&i| {
+            let id = episodes[i].0.id();
+            let host = pick(env_hosts, id).clone();
+            async move { call!(host, EnvHostMsg::Finish, id) }
+        }))
+        .await;
+        for (&i, reply) in which.iter().zip(replies) {
+            let (episode, done) = &mut episodes[i];
+            let submission = reply?
+                .map_err(|e| format!("env host could not end episode {}: {e}", episode.id()))?;
+            if let Some(s) = submission {
+                episode.set_response(s);
+            }
+            *done = true;
+        }
+        Ok(())
     }
 }
 
