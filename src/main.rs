@@ -1,7 +1,9 @@
-//! `troupe`: post-train a policy with RL. `troupe run` does the whole job on this machine.
+//! `troupe`: post-train a policy with RL. `troupe run` does the whole job on this machine;
+//! `troupe serve` answers OpenAI-style requests with a policy.
 
 mod bench;
 mod progress;
+mod serve;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,6 +73,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Serve a policy over an OpenAI-compatible HTTP API (chat and text completions).
+    Serve(serve::ServeArgs),
     /// Measure parts of troupe against baselines from the same run (no thresholds).
     Bench {
         #[command(subcommand)]
@@ -203,6 +207,7 @@ fn main() -> anyhow::Result<()> {
                 "copy ca.pem and each node's NAME.pem / NAME.key to that node; keep ca.key offline"
             );
         }
+        Command::Serve(args) => serve::main(args)?,
         Command::Bench { what } => bench::main(what)?,
     }
     Ok(())
