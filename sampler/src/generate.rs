@@ -293,7 +293,7 @@ mod tests {
         let reference = generate(&m, &prompts, &params, &mut rngs(2)).unwrap();
 
         // Same parameters: the callback sees exactly what `generate` returns.
-        let mut seen = vec![Vec::new(), Vec::new()];
+        let mut seen = [Vec::new(), Vec::new()];
         let streamed = generate_streaming(&m, &prompts, &[params; 2], &mut rngs(2), |r, t, _| {
             seen[r].push(t);
             Flow::Continue
