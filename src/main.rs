@@ -1,9 +1,11 @@
-//! `troupe`: post-train a policy with RL. `troupe run` does the whole job on this machine.
+//! `troupe`: post-train a policy with RL. `troupe run` does the whole job on this machine;
+//! `troupe serve` answers OpenAI-style requests with a policy.
 
 mod bench;
 mod export;
 mod progress;
 mod sandbox;
+mod serve;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,6 +88,8 @@ enum Command {
     /// Write a policy (GGUF, Hugging Face dir, checkpoint or run dir) as a Hugging Face
     /// directory that `transformers` loads.
     Export(export::ExportArgs),
+    /// Serve a policy over an OpenAI-compatible HTTP API (chat and text completions).
+    Serve(serve::ServeArgs),
     /// Measure parts of troupe against baselines from the same run (no thresholds).
     Bench {
         #[command(subcommand)]
@@ -228,6 +232,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Command::Sandbox { repo, command } => std::process::exit(sandbox::main(repo, command)?),
+        Command::Serve(args) => serve::main(args)?,
         Command::Bench { what } => bench::main(what)?,
         Command::Export(args) => export::main(args)?,
     }

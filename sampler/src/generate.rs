@@ -51,6 +51,15 @@ pub struct Generation {
     pub finished: bool,
 }
 
+/// What a streaming caller wants after seeing one of a row's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep generating this row.
+    Continue,
+    /// Stop this row here (a stop string matched, or nobody is listening any more).
+    Stop,
+}
+
 /// Generates one completion per prompt, all prompts in one left-padded batch.
 /// `rngs[i]` drives row `i` alone, so a row's tokens do not depend on its batch-mates.
 pub fn generate(
@@ -59,10 +68,31 @@ pub fn generate(
     params: &SamplingParams,
     rngs: &mut [ChaCha8Rng],
 ) -> Result<Vec<Generation>, SamplerError> {
+    let params = vec![*params; prompts.len()];
+    generate_streaming(model, prompts, &params, rngs, |_, _, _| Flow::Continue)
+}
+
+/// [`generate`] with per-row sampling parameters, handing each token to `on_token(row,
+/// token, logprob)` as soon as it is drawn; a row whose callback answers [`Flow::Stop`]
+/// draws no more tokens. Row `i` may draw up to `params[i].max_new_tokens`, bounded by
+/// what the batch's longest prompt leaves of `max_seq`.
+pub fn generate_streaming(
+    model: &Transformer,
+    prompts: &[Vec<TokenId>],
+    params: &[SamplingParams],
+    rngs: &mut [ChaCha8Rng],
+    mut on_token: impl FnMut(usize, TokenId, f32) -> Flow,
+) -> Result<Vec<Generation>, SamplerError> {
     if rngs.len() != prompts.len() {
         return Err(SamplerError::RngCount {
             prompts: prompts.len(),
             rngs: rngs.len(),
+        });
+    }
+    if params.len() != prompts.len() {
+        return Err(SamplerError::ParamsCount {
+            prompts: prompts.len(),
+            params: params.len(),
         });
     }
     let b = prompts.len();
@@ -102,7 +132,10 @@ pub fn generate(
     )?;
     let mut last: Vec<Vec<f32>> = logits.narrow(1, longest - 1, 1)?.squeeze(1)?.to_vec2()?;
 
-    let budget = params.max_new_tokens.min(max_seq - longest);
+    let budgets: Vec<usize> = params
+        .iter()
+        .map(|p| p.max_new_tokens.min(max_seq - longest))
+        .collect();
     let mut out: Vec<Generation> = (0..b)
         .map(|_| Generation {
             tokens: Vec::new(),
@@ -110,30 +143,37 @@ pub fn generate(
             finished: false,
         })
         .collect();
-    for step in 0..budget {
+    let mut stopped = vec![false; b];
+    let live = |g: &Generation, stopped: bool, budget: usize| {
+        !g.finished && !stopped && g.tokens.len() < budget
+    };
+    for step in 0..budgets.iter().copied().max().unwrap_or(0) {
         let mut next = Vec::with_capacity(b);
         for (row, gen_) in out.iter_mut().enumerate() {
-            if gen_.finished || gen_.tokens.len() > step {
+            if !live(gen_, stopped[row], budgets[row]) {
                 next.push(pad_id);
                 continue;
             }
-            let u: f32 = if params.temperature > 0.0 {
+            let p = &params[row];
+            let u: f32 = if p.temperature > 0.0 {
                 rngs[row].random()
             } else {
                 0.0
             };
-            let (tok, lp) =
-                troupe_kernels::sample_top_p(&last[row], params.temperature, params.top_p, u);
+            let (tok, lp) = troupe_kernels::sample_top_p(&last[row], p.temperature, p.top_p, u);
             let tok = tok as TokenId;
             gen_.tokens.push(tok);
             gen_.logprobs.push(lp);
             gen_.finished = tok == end_id;
-            next.push(if gen_.finished { pad_id } else { tok });
+            stopped[row] = on_token(row, tok, lp) == Flow::Stop;
+            next.push(if gen_.finished || stopped[row] {
+                pad_id
+            } else {
+                tok
+            });
         }
-        let active = out
-            .iter()
-            .any(|g| !g.finished && g.tokens.len() == step + 1);
-        if !active || step + 1 == budget {
+        let active = (0..b).any(|row| live(&out[row], stopped[row], budgets[row]));
+        if !active {
             break;
         }
         let keys = longest + step + 1;
@@ -239,6 +279,63 @@ mod tests {
         let alone = generate(&m, std::slice::from_ref(&a), &params, &mut rngs(1)).unwrap();
         let together = generate(&m, &[a, b], &params, &mut rngs(2)).unwrap();
         assert_eq!(alone[0].tokens, together[0].tokens);
+    }
+
+    #[test]
+    fn streaming_reports_every_token_and_honours_per_row_budgets_and_stops() {
+        let m = model(6);
+        let tok = ChatTokenizer::new();
+        let prompts = vec![
+            tok.generation_prompt("sort 51"),
+            tok.generation_prompt("12+7"),
+        ];
+        let params = SamplingParams::default();
+        let reference = generate(&m, &prompts, &params, &mut rngs(2)).unwrap();
+
+        // Same parameters: the callback sees exactly what `generate` returns.
+        let mut seen = [Vec::new(), Vec::new()];
+        let streamed = generate_streaming(&m, &prompts, &[params; 2], &mut rngs(2), |r, t, _| {
+            seen[r].push(t);
+            Flow::Continue
+        })
+        .unwrap();
+        assert_eq!(streamed, reference);
+        for (s, g) in seen.iter().zip(&reference) {
+            assert_eq!(s, &g.tokens);
+        }
+
+        // Row 1 with a budget of three, then row 0 stopped by its callback after two
+        // tokens: neither changes the other's tokens; each is a prefix of its full run.
+        let short = SamplingParams {
+            max_new_tokens: 3,
+            ..params
+        };
+        let cut = generate_streaming(&m, &prompts, &[params, short], &mut rngs(2), |_, _, _| {
+            Flow::Continue
+        })
+        .unwrap();
+        assert_eq!(cut[0], reference[0]);
+        assert!(cut[1].tokens.len() <= 3);
+        assert_eq!(
+            cut[1].tokens[..],
+            reference[1].tokens[..cut[1].tokens.len()]
+        );
+        let mut count = 0;
+        let stopped = generate_streaming(&m, &prompts, &[params; 2], &mut rngs(2), |r, _, _| {
+            if r == 0 {
+                count += 1;
+                if count == 2 {
+                    return Flow::Stop;
+                }
+            }
+            Flow::Continue
+        })
+        .unwrap();
+        assert_eq!(
+            stopped[0].tokens[..],
+            reference[0].tokens[..2.min(reference[0].tokens.len())]
+        );
+        assert_eq!(stopped[1], reference[1]);
     }
 
     #[test]
