@@ -20,7 +20,7 @@
 pub mod episode;
 mod generate;
 
-pub use generate::{Generation, SamplingParams, generate};
+pub use generate::{DecodeTiming, Generation, SamplingParams, generate, generate_timed};
 
 /// Errors from generation.
 #[derive(Debug, thiserror::Error)]
