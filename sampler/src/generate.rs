@@ -1,5 +1,7 @@
 //! The batched decode loop.
 
+use std::time::{Duration, Instant};
+
 use candle_core::{Device, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -60,6 +62,17 @@ pub enum Flow {
     Stop,
 }
 
+/// Where a [`generate_timed`] call spent its time.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DecodeTiming {
+    /// The prompt pass: building the batch, the forward pass, reading the logits.
+    pub prefill: Duration,
+    /// Everything after it: drawing each token and each one-token forward pass.
+    pub decode: Duration,
+    /// One-token forward passes run (each advances every row of the batch).
+    pub decode_steps: usize,
+}
+
 /// Generates one completion per prompt, all prompts in one left-padded batch.
 /// `rngs[i]` drives row `i` alone, so a row's tokens do not depend on its batch-mates.
 pub fn generate(
@@ -68,8 +81,18 @@ pub fn generate(
     params: &SamplingParams,
     rngs: &mut [ChaCha8Rng],
 ) -> Result<Vec<Generation>, SamplerError> {
+    Ok(generate_timed(model, prompts, params, rngs)?.0)
+}
+
+/// [`generate`], also reporting how long the prompt pass and the decode steps took.
+pub fn generate_timed(
+    model: &Transformer,
+    prompts: &[Vec<TokenId>],
+    params: &SamplingParams,
+    rngs: &mut [ChaCha8Rng],
+) -> Result<(Vec<Generation>, DecodeTiming), SamplerError> {
     let params = vec![*params; prompts.len()];
-    generate_streaming(model, prompts, &params, rngs, |_, _, _| Flow::Continue)
+    decode(model, prompts, &params, rngs, |_, _, _| Flow::Continue)
 }
 
 /// [`generate`] with per-row sampling parameters, handing each token to `on_token(row,
@@ -81,8 +104,22 @@ pub fn generate_streaming(
     prompts: &[Vec<TokenId>],
     params: &[SamplingParams],
     rngs: &mut [ChaCha8Rng],
-    mut on_token: impl FnMut(usize, TokenId, f32) -> Flow,
+    on_token: impl FnMut(usize, TokenId, f32) -> Flow,
 ) -> Result<Vec<Generation>, SamplerError> {
+    Ok(decode(model, prompts, params, rngs, on_token)?.0)
+}
+
+/// The decode loop behind every entry point: a left-padded prompt pass, then one-token
+/// cached passes until every row has ended, stopped or spent its budget.
+fn decode(
+    model: &Transformer,
+    prompts: &[Vec<TokenId>],
+    params: &[SamplingParams],
+    rngs: &mut [ChaCha8Rng],
+    mut on_token: impl FnMut(usize, TokenId, f32) -> Flow,
+) -> Result<(Vec<Generation>, DecodeTiming), SamplerError> {
+    let started = Instant::now();
+    let mut timing = DecodeTiming::default();
     if rngs.len() != prompts.len() {
         return Err(SamplerError::RngCount {
             prompts: prompts.len(),
@@ -97,7 +134,7 @@ pub fn generate_streaming(
     }
     let b = prompts.len();
     if b == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), timing));
     }
     let max_seq = model.config().max_seq;
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -109,7 +146,7 @@ pub fn generate_streaming(
     }
     let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
     let (pad_id, end_id) = (model.config().pad_token, model.config().end_token);
-    let dev = &Device::Cpu;
+    let dev: &Device = model.device();
 
     // Prefill: left-padded prompts, per-row positions, pads masked out.
     let mut ids = Vec::with_capacity(b * longest);
@@ -124,13 +161,15 @@ pub fn generate_streaming(
         }
     }
     let mut cache = KvCache::new();
-    let logits = model.forward(
-        &Tensor::from_vec(ids, (b, longest), dev)?,
-        &Tensor::from_vec(pos, (b, longest), dev)?,
-        &Tensor::from_vec(bias, (b, 1, longest, longest), dev)?,
-        Some(&mut cache),
-    )?;
-    let mut last: Vec<Vec<f32>> = logits.narrow(1, longest - 1, 1)?.squeeze(1)?.to_vec2()?;
+    let mut last: Vec<Vec<f32>> = model
+        .forward_last(
+            &Tensor::from_vec(ids, (b, longest), dev)?,
+            &Tensor::from_vec(pos, (b, longest), dev)?,
+            &Tensor::from_vec(bias, (b, 1, longest, longest), dev)?,
+            Some(&mut cache),
+        )?
+        .to_vec2()?;
+    timing.prefill = started.elapsed();
 
     let budgets: Vec<usize> = params
         .iter()
@@ -185,15 +224,18 @@ pub fn generate_streaming(
             .iter()
             .flat_map(|&pad| (0..keys).map(move |j| if j >= pad { 0.0 } else { MASKED }))
             .collect();
-        let logits = model.forward(
-            &Tensor::from_vec(next, (b, 1), dev)?,
-            &Tensor::from_vec(pos, (b, 1), dev)?,
-            &Tensor::from_vec(bias, (b, 1, 1, keys), dev)?,
-            Some(&mut cache),
-        )?;
-        last = logits.squeeze(1)?.to_vec2()?;
+        last = model
+            .forward_last(
+                &Tensor::from_vec(next, (b, 1), dev)?,
+                &Tensor::from_vec(pos, (b, 1), dev)?,
+                &Tensor::from_vec(bias, (b, 1, 1, keys), dev)?,
+                Some(&mut cache),
+            )?
+            .to_vec2()?;
+        timing.decode_steps += 1;
     }
-    Ok(out)
+    timing.decode = started.elapsed() - timing.prefill;
+    Ok((out, timing))
 }
 
 #[cfg(test)]
@@ -202,6 +244,7 @@ mod tests {
     use rand::SeedableRng;
     use troupe_model::{
         ModelConfig, Params,
+        config::Positions,
         logprob::{pack, target_logprobs},
         tokenizer::ChatTokenizer,
     };
@@ -224,9 +267,26 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn sampler_logprobs_equal_learner_recomputation() {
-        let m = model(3);
+    /// Llama-shaped: rotary positions, grouped-query attention, SwiGLU, tied embeddings.
+    fn llama_model(seed: u64) -> Transformer {
+        let cfg = ModelConfig {
+            d_model: 64,
+            n_layers: 2,
+            n_heads: 4,
+            n_kv_heads: 2,
+            d_ff: 96,
+            max_seq: 96,
+            positions: Positions::Rope,
+            gated_mlp: true,
+            tied_embeddings: true,
+            ..ModelConfig::default()
+        };
+        Transformer::new(&cfg, &Params::init(&cfg, seed).unwrap().tensors()).unwrap()
+    }
+
+    /// The sampler's cached decode and the learner's uncached pass agree on every
+    /// generated token's log-prob.
+    fn assert_learner_agrees(m: &Transformer, max_new_tokens: usize) {
         let tok = ChatTokenizer::new();
         let prompts: Vec<Vec<u32>> = ["sort 3", "sort 91827", "12+7", "sort 4444444"]
             .iter()
@@ -235,9 +295,9 @@ mod tests {
         let params = SamplingParams {
             temperature: 1.0,
             top_p: 1.0,
-            max_new_tokens: 12,
+            max_new_tokens,
         };
-        let gens = generate(&m, &prompts, &params, &mut rngs(4)).unwrap();
+        let gens = generate(m, &prompts, &params, &mut rngs(4)).unwrap();
         let seqs: Vec<(Vec<u32>, Vec<u8>)> = prompts
             .iter()
             .zip(&gens)
@@ -253,8 +313,8 @@ mod tests {
             .iter()
             .map(|(s, m)| (s.as_slice(), m.as_slice()))
             .collect();
-        let packed = pack(&refs, 48).unwrap();
-        let learner: Vec<Vec<f32>> = target_logprobs(&m, &packed).unwrap().to_vec2().unwrap();
+        let packed = pack(&refs, m.config().max_seq).unwrap();
+        let learner: Vec<Vec<f32>> = target_logprobs(m, &packed).unwrap().to_vec2().unwrap();
         let mut compared = 0;
         for (row, (p, g)) in prompts.iter().zip(&gens).enumerate() {
             for (k, lp) in g.logprobs.iter().enumerate() {
@@ -267,6 +327,16 @@ mod tests {
             }
         }
         assert!(compared > 8);
+    }
+
+    #[test]
+    fn sampler_logprobs_equal_learner_recomputation() {
+        assert_learner_agrees(&model(3), 12);
+    }
+
+    #[test]
+    fn sampler_logprobs_equal_learner_recomputation_llama_shaped() {
+        assert_learner_agrees(&llama_model(3), 60);
     }
 
     #[test]

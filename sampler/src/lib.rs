@@ -20,7 +20,9 @@
 pub mod episode;
 mod generate;
 
-pub use generate::{Flow, Generation, SamplingParams, generate, generate_streaming};
+pub use generate::{
+    DecodeTiming, Flow, Generation, SamplingParams, generate, generate_streaming, generate_timed,
+};
 
 /// Errors from generation.
 #[derive(Debug, thiserror::Error)]
