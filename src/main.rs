@@ -14,6 +14,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use troupe_actors::{RunOptions, Summary, config::EMBEDDED_DEFAULT};
 
+/// mimalloc rather than glibc malloc: see the note on the dependency in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "troupe",

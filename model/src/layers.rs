@@ -5,6 +5,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{D, DType, Device, Module, Tensor};
 
 use crate::Result;
+use crate::q8::Q8Matrix;
 
 /// A linear layer's weight `[out, in]`: dense (trainable, or a frozen f32 snapshot) or
 /// quantised (a sampler's decode copy).
@@ -12,16 +13,23 @@ use crate::Result;
 pub enum LinearWeight {
     /// f32 weight, differentiable when it is a variable.
     Dense(Tensor),
-    /// GGML-quantised weight; forward only.
+    /// GGML-quantised weight run by candle; forward only.
     Quantized(QMatMul),
+    /// Q8_0 weight run by troupe's AVX2 kernel (same results as candle's); forward only.
+    Q8(Q8Matrix),
 }
 
 impl LinearWeight {
     /// Quantises `w` to `dtype`, keeping it dense when its inner dimension does not fit
-    /// the quantisation block.
+    /// the quantisation block. Q8_0 runs on [`Q8Matrix`] where the CPU allows.
     pub fn quantize(w: &Tensor, dtype: GgmlDType) -> Result<Self> {
         if !w.dim(1)?.is_multiple_of(dtype.block_size()) {
             return Ok(Self::Dense(w.clone()));
+        }
+        if dtype == GgmlDType::Q8_0
+            && let Some(q) = Q8Matrix::quantize(w)?
+        {
+            return Ok(Self::Q8(q));
         }
         let q = QTensor::quantize(w, dtype)?;
         Ok(Self::Quantized(QMatMul::from_qtensor(q)?))
@@ -32,6 +40,7 @@ impl LinearWeight {
         Ok(match self {
             Self::Dense(w) => x.broadcast_matmul(&w.t()?)?,
             Self::Quantized(q) => q.forward(x)?,
+            Self::Q8(q) => q.forward(x)?,
         })
     }
 }
@@ -234,7 +243,7 @@ mod tests {
 
     #[test]
     fn fused_rope_matches_the_differentiable_one() {
-        let rope = Rope::new(8, 16, 10_000.0).unwrap();
+        let rope = Rope::new(8, 16, 10_000.0, &Device::Cpu).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 3, 4, 8), &Device::Cpu).unwrap();
         let pos = Tensor::new(&[[0u32, 1, 2, 3], [0, 0, 5, 9]], &Device::Cpu).unwrap();
         let (cos, sin) = rope.tables(&pos).unwrap();
@@ -250,7 +259,10 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (2, 3, 64), &Device::Cpu).unwrap();
         let dense = LinearWeight::Dense(w.clone()).forward(&x).unwrap();
         let q = LinearWeight::quantize(&w, GgmlDType::Q8_0).unwrap();
-        assert!(matches!(q, LinearWeight::Quantized(_)));
+        assert!(matches!(
+            q,
+            LinearWeight::Quantized(_) | LinearWeight::Q8(_)
+        ));
         let quant = q.forward(&x).unwrap();
         let err = (dense - quant).unwrap().abs().unwrap().max_all().unwrap();
         assert!(err.to_scalar::<f32>().unwrap() < 0.02);
