@@ -307,11 +307,11 @@ mod tests {
             let y = (t * 2.0).unwrap();
             assert!(!y.track_op(), "computing on {name} records history");
         }
-        let zeroed = Params::init(&cfg, 4).unwrap().snapshot().unwrap();
-        params.load(&zeroed).unwrap();
-        assert!(snap.max_abs_diff(&zeroed).unwrap() > 0.0);
+        let other = Params::init(&cfg, 4).unwrap().snapshot().unwrap();
+        params.load(&other).unwrap();
+        assert!(snap.max_abs_diff(&other).unwrap() > 0.0);
         assert_eq!(
-            params.snapshot().unwrap().max_abs_diff(&zeroed).unwrap(),
+            params.snapshot().unwrap().max_abs_diff(&other).unwrap(),
             0.0
         );
     }
