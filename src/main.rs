@@ -1,9 +1,11 @@
-//! `troupe`: post-train a policy with RL. `troupe run` does the whole job on this machine.
+//! `troupe`: post-train a policy with RL. `troupe run` does the whole job on this machine;
+//! `troupe serve` answers OpenAI-style requests with a policy.
 
 mod bench;
 mod export;
 mod progress;
 mod sandbox;
+mod serve;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +13,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use troupe_actors::{RunOptions, Summary, config::EMBEDDED_DEFAULT};
+
+/// mimalloc rather than glibc malloc: see the note on the dependency in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,6 +92,8 @@ enum Command {
     /// Write a policy (GGUF, Hugging Face dir, checkpoint or run dir) as a Hugging Face
     /// directory that `transformers` loads.
     Export(export::ExportArgs),
+    /// Serve a policy over an OpenAI-compatible HTTP API (chat and text completions).
+    Serve(serve::ServeArgs),
     /// Measure parts of troupe against baselines from the same run (no thresholds).
     Bench {
         #[command(subcommand)]
@@ -247,6 +255,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Command::Sandbox { repo, command } => std::process::exit(sandbox::main(repo, command)?),
+        Command::Serve(args) => serve::main(args)?,
         Command::Bench { what } => bench::main(what)?,
         Command::Export(args) => export::main(args)?,
     }

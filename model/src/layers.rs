@@ -5,6 +5,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{D, DType, Device, Module, Tensor};
 
 use crate::Result;
+use crate::q8::Q8Matrix;
 
 /// A linear layer's weight `[out, in]`: dense (trainable, or a frozen f32 snapshot) or
 /// quantised (a sampler's decode copy).
@@ -12,16 +13,23 @@ use crate::Result;
 pub enum LinearWeight {
     /// f32 weight, differentiable when it is a variable.
     Dense(Tensor),
-    /// GGML-quantised weight; forward only.
+    /// GGML-quantised weight run by candle; forward only.
     Quantized(QMatMul),
+    /// Q8_0 weight run by troupe's AVX2 kernel (same results as candle's); forward only.
+    Q8(Q8Matrix),
 }
 
 impl LinearWeight {
     /// Quantises `w` to `dtype`, keeping it dense when its inner dimension does not fit
-    /// the quantisation block.
+    /// the quantisation block. Q8_0 runs on [`Q8Matrix`] where the CPU allows.
     pub fn quantize(w: &Tensor, dtype: GgmlDType) -> Result<Self> {
         if !w.dim(1)?.is_multiple_of(dtype.block_size()) {
             return Ok(Self::Dense(w.clone()));
+        }
+        if dtype == GgmlDType::Q8_0
+            && let Some(q) = Q8Matrix::quantize(w)?
+        {
+            return Ok(Self::Q8(q));
         }
         let q = QTensor::quantize(w, dtype)?;
         Ok(Self::Quantized(QMatMul::from_qtensor(q)?))
@@ -32,7 +40,69 @@ impl LinearWeight {
         Ok(match self {
             Self::Dense(w) => x.broadcast_matmul(&w.t()?)?,
             Self::Quantized(q) => q.forward(x)?,
+            Self::Q8(q) => q.forward(x)?,
         })
+    }
+}
+
+/// Linear layers that read the same input (q, k, v; or an MLP's gate and up). Quantised
+/// ones are stacked into one weight `[sum of outs, in]`, so the input is quantised once
+/// and one parallel matmul runs instead of several; GGML blocks run along a row, so the
+/// stacked weight holds exactly the blocks of the parts. Dense ones stay separate, so a
+/// learner's variables are used as they are.
+#[derive(Debug, Clone)]
+pub enum LinearGroup {
+    /// One weight per output.
+    Separate(Vec<LinearWeight>),
+    /// The parts' rows stacked; `widths` splits the output back.
+    Stacked {
+        /// `[sum of widths, in]`.
+        weight: LinearWeight,
+        /// Output width of each part, in order.
+        widths: Vec<usize>,
+    },
+}
+
+impl LinearGroup {
+    /// The group of `weights` (each `[out_i, in]`): dense with `None`, else stacked and
+    /// quantised to `dtype` (separate and dense when the inner dimension does not fit
+    /// the quantisation block).
+    pub fn new(weights: &[Tensor], dtype: Option<GgmlDType>) -> Result<Self> {
+        let dense = || Self::Separate(weights.iter().cloned().map(LinearWeight::Dense).collect());
+        let Some(dtype) = dtype else {
+            return Ok(dense());
+        };
+        let Some(first) = weights.first() else {
+            return Ok(Self::Separate(Vec::new()));
+        };
+        if !first.dim(1)?.is_multiple_of(dtype.block_size()) {
+            return Ok(dense());
+        }
+        let widths = weights
+            .iter()
+            .map(|w| w.dim(0))
+            .collect::<candle_core::Result<_>>()?;
+        let weight = LinearWeight::quantize(&Tensor::cat(weights, 0)?, dtype)?;
+        Ok(Self::Stacked { weight, widths })
+    }
+
+    /// Each part's `x @ w^T`, in order (views into one output when stacked).
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Self::Separate(parts) => parts.iter().map(|w| w.forward(x)).collect(),
+            Self::Stacked { weight, widths } => {
+                let y = weight.forward(x)?;
+                let mut start = 0;
+                widths
+                    .iter()
+                    .map(|&w| {
+                        let part = y.narrow(D::Minus1, start, w)?;
+                        start += w;
+                        Ok(part)
+                    })
+                    .collect()
+            }
+        }
     }
 }
 
@@ -67,20 +137,38 @@ impl Rope {
         })
     }
 
+    /// `cos` and `sin` at `positions` `[B, T]` (u32), each `[B, T, head_dim / 2]`: looked
+    /// up once per forward pass and shared by every layer.
+    pub fn tables(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, t) = positions.dims2()?;
+        let half = self.cos.dim(1)?;
+        let idx = positions.flatten_all()?;
+        Ok((
+            self.cos.index_select(&idx, 0)?.reshape((b, t, half))?,
+            self.sin.index_select(&idx, 0)?.reshape((b, t, half))?,
+        ))
+    }
+
     /// Rotates `x` `[B, H, T, hd]` by the angles of `positions` `[B, T]` (rotate-half
     /// layout: dimension `i` pairs with `i + hd/2`, as in Hugging Face Llama).
     pub fn apply(&self, x: &Tensor, positions: &Tensor) -> Result<Tensor> {
-        let (b, _h, t, hd) = x.dims4()?;
-        let half = hd / 2;
-        let idx = positions.flatten_all()?;
-        let cos = self.cos.index_select(&idx, 0)?.reshape((b, 1, t, half))?;
-        let sin = self.sin.index_select(&idx, 0)?.reshape((b, 1, t, half))?;
-        let x1 = x.narrow(D::Minus1, 0, half)?;
-        let x2 = x.narrow(D::Minus1, half, half)?;
-        let r1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
-        let r2 = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
-        Ok(Tensor::cat(&[r1, r2], D::Minus1)?)
+        let (cos, sin) = self.tables(positions)?;
+        rotate(x, &cos, &sin)
     }
+}
+
+/// Rotates `x` `[B, H, T, hd]` by the [`Rope::tables`] `cos`, `sin` `[B, T, hd/2]`,
+/// differentiably.
+pub fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (b, _h, t, hd) = x.dims4()?;
+    let half = hd / 2;
+    let cos = cos.reshape((b, 1, t, half))?;
+    let sin = sin.reshape((b, 1, t, half))?;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let r1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+    let r2 = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+    Ok(Tensor::cat(&[r1, r2], D::Minus1)?)
 }
 
 /// Repeats key/value heads `[B, KV, T, hd]` to `[B, KV * rep, T, hd]` for grouped-query
@@ -133,12 +221,48 @@ mod tests {
     }
 
     #[test]
+    fn stacked_group_equals_its_quantised_parts() {
+        let parts: Vec<Tensor> = [16, 8, 8]
+            .iter()
+            .map(|&out| Tensor::randn(0f32, 0.05, (out, 64), &Device::Cpu).unwrap())
+            .collect();
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 64), &Device::Cpu).unwrap();
+        let group = LinearGroup::new(&parts, Some(GgmlDType::Q8_0)).unwrap();
+        assert!(matches!(group, LinearGroup::Stacked { .. }));
+        for (w, y) in parts.iter().zip(group.forward(&x).unwrap()) {
+            let alone = LinearWeight::quantize(w, GgmlDType::Q8_0)
+                .unwrap()
+                .forward(&x)
+                .unwrap();
+            let diff = (alone - y).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+        }
+        let dense = LinearGroup::new(&parts, None).unwrap();
+        assert!(matches!(dense, LinearGroup::Separate(ref p) if p.len() == 3));
+    }
+
+    #[test]
+    fn fused_rope_matches_the_differentiable_one() {
+        let rope = Rope::new(8, 16, 10_000.0, &Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 4, 8), &Device::Cpu).unwrap();
+        let pos = Tensor::new(&[[0u32, 1, 2, 3], [0, 0, 5, 9]], &Device::Cpu).unwrap();
+        let (cos, sin) = rope.tables(&pos).unwrap();
+        let fused = candle_nn::rotary_emb::rope(&x, &cos, &sin).unwrap();
+        let slow = rope.apply(&x, &pos).unwrap();
+        let diff = (fused - slow).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    }
+
+    #[test]
     fn quantized_linear_is_close_to_dense() {
         let w = Tensor::randn(0f32, 0.05, (16, 64), &Device::Cpu).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 3, 64), &Device::Cpu).unwrap();
         let dense = LinearWeight::Dense(w.clone()).forward(&x).unwrap();
         let q = LinearWeight::quantize(&w, GgmlDType::Q8_0).unwrap();
-        assert!(matches!(q, LinearWeight::Quantized(_)));
+        assert!(matches!(
+            q,
+            LinearWeight::Quantized(_) | LinearWeight::Q8(_)
+        ));
         let quant = q.forward(&x).unwrap();
         let err = (dense - quant).unwrap().abs().unwrap().max_all().unwrap();
         assert!(err.to_scalar::<f32>().unwrap() < 0.02);

@@ -144,11 +144,13 @@ impl Params {
     /// A frozen copy of the current values in host memory, for publication to samplers
     /// and checkpoints.
     pub fn snapshot(&self) -> Result<WeightSnapshot> {
+        // Detached: a copy of a variable would otherwise record the copy op, and every
+        // computation a sampler ran on it would build (and hold) an autograd graph.
         let host = |t: &Tensor| -> Result<Tensor> {
             Ok(if t.device().is_cpu() {
-                t.copy()?
+                t.copy()?.detach()
             } else {
-                t.to_device(&Device::Cpu)?
+                t.to_device(&Device::Cpu)?.detach()
             })
         };
         let tensors = self
@@ -278,5 +280,39 @@ impl WeightSnapshot {
             worst = worst.max(d);
         }
         Ok(worst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot is a plain copy: it records no autograd history (a sampler decoding
+    /// with it would otherwise build and hold a graph of everything it computes), and
+    /// later updates of the variables do not reach it.
+    #[test]
+    fn snapshot_is_detached_and_frozen() {
+        let cfg = ModelConfig {
+            d_model: 16,
+            n_layers: 1,
+            n_heads: 2,
+            d_ff: 32,
+            max_seq: 16,
+            ..ModelConfig::default()
+        };
+        let params = Params::init(&cfg, 3).unwrap();
+        let snap = params.snapshot().unwrap();
+        for (name, t) in snap.tensors.iter() {
+            assert!(!t.track_op(), "{name} records autograd history");
+            let y = (t * 2.0).unwrap();
+            assert!(!y.track_op(), "computing on {name} records history");
+        }
+        let other = Params::init(&cfg, 4).unwrap().snapshot().unwrap();
+        params.load(&other).unwrap();
+        assert!(snap.max_abs_diff(&other).unwrap() > 0.0);
+        assert_eq!(
+            params.snapshot().unwrap().max_abs_diff(&other).unwrap(),
+            0.0
+        );
     }
 }

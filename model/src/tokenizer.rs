@@ -178,6 +178,16 @@ impl ChatTokenizer {
         out
     }
 
+    /// The prompt that asks the policy for the next assistant turn of `turns` (an OpenAI
+    /// chat request's messages): the conversation as [`ChatTokenizer::encode_conversation`]
+    /// encodes it, then the assistant opener. For one user turn this is
+    /// [`ChatTokenizer::generation_prompt`].
+    pub fn chat_prompt(&self, turns: &[(TurnRole, &str)]) -> Vec<TokenId> {
+        let (mut out, _) = self.encode_conversation(turns);
+        out.extend(self.header(TurnRole::Assistant));
+        out
+    }
+
     /// Encodes a whole conversation for supervised training: returns the tokens and a
     /// mask that is 1 on the assistant's content and closing end token (what the policy
     /// must learn to produce) and 0 elsewhere. Its prefix up to an assistant turn's
@@ -216,6 +226,31 @@ mod tests {
         assert_eq!(m, vec![0, 0, 0, 0, 0, 0, 1, 1]);
         // The prompt used for generation is exactly the context prefix of that conversation.
         assert_eq!(tok.generation_prompt("ab"), t[..6].to_vec());
+    }
+
+    #[test]
+    fn chat_prompt_continues_a_conversation_with_the_assistant_opener() {
+        let tok = ChatTokenizer::new();
+        assert_eq!(
+            tok.chat_prompt(&[(TurnRole::User, "ab")]),
+            tok.generation_prompt("ab")
+        );
+        let turns = [
+            (TurnRole::System, "s"),
+            (TurnRole::User, "u"),
+            (TurnRole::Assistant, "a"),
+            (TurnRole::Tool, "t"),
+        ];
+        let (conv, _) = tok.encode_conversation(&turns);
+        let prompt = tok.chat_prompt(&turns);
+        assert_eq!(prompt[..conv.len()], conv[..]);
+        assert_eq!(prompt[conv.len()..], [ASSISTANT]);
+        assert_eq!(
+            conv,
+            [
+                BOS, SYSTEM, 115, END, USER, 117, END, ASSISTANT, 97, END, TOOL, 116, END
+            ]
+        );
     }
 
     proptest! {

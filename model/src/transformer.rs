@@ -1,9 +1,12 @@
-//! A decoder-only transformer built from differentiable candle ops only.
+//! A decoder-only transformer in candle: differentiable for the learner, fused for a
+//! sampler's cached decode.
 //!
-//! candle's fused `rms_norm`/`softmax_last_dim`/`rope` cut gradients, so this model
-//! writes RMSNorm and RoPE out and uses the generic softmax. One code path serves the
-//! small default policy (learned positions, plain MLP) and Llama-architecture models
-//! (rotary positions, grouped-query attention, SwiGLU, tied embeddings).
+//! candle's fused `rms_norm`/`softmax_last_dim`/`rope` cut gradients, so the learner's
+//! pass (no cache) writes RMSNorm and RoPE out and uses the generic softmax; a pass with
+//! a [`KvCache`] is a sampler's, and uses the fused kernels (same results up to float
+//! rounding). One code path serves the small default policy (learned positions, plain
+//! MLP) and Llama-architecture models (rotary positions, grouped-query attention,
+//! SwiGLU, tied embeddings).
 
 use std::collections::HashMap;
 
@@ -12,7 +15,7 @@ use candle_core::{D, Device, Tensor};
 use troupe_core::TokenId;
 
 use crate::config::{Positions, SamplerWeights};
-use crate::layers::{LinearWeight, Rope, log_softmax, repeat_kv, rms_norm};
+use crate::layers::{LinearGroup, LinearWeight, Rope, log_softmax, rms_norm, rotate};
 use crate::{ModelConfig, ModelError, Result};
 
 /// Additive attention bias for positions that must not be attended to. Finite, so a
@@ -21,13 +24,12 @@ pub const MASKED: f32 = -1e9;
 
 struct Layer {
     attn_norm: Tensor,
-    wq: LinearWeight,
-    wk: LinearWeight,
-    wv: LinearWeight,
+    /// q, k, v.
+    qkv: LinearGroup,
     wo: LinearWeight,
     mlp_norm: Tensor,
-    w_gate: Option<LinearWeight>,
-    w_up: LinearWeight,
+    /// gate, up (gated MLP) or up alone.
+    mlp_in: LinearGroup,
     w_down: LinearWeight,
 }
 
@@ -51,10 +53,13 @@ impl std::fmt::Debug for Transformer {
     }
 }
 
-/// Per-layer cached keys and values, `[B, KV, T_past, head_dim]`.
+/// Per-layer keys and values of the positions seen so far, each `[B, KV, capacity,
+/// head_dim]` and filled up to [`KvCache::len`]. Capacity grows by doubling, so a decode
+/// step writes its own position in place instead of copying the whole cache.
 #[derive(Debug, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<(Tensor, Tensor)>,
+    len: usize,
 }
 
 impl KvCache {
@@ -65,15 +70,64 @@ impl KvCache {
 
     /// Number of cached positions.
     pub fn len(&self) -> usize {
-        match self.layers.first() {
-            Some(Some((k, _))) => k.dims()[2],
-            _ => 0,
-        }
+        self.len
     }
 
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
+    }
+
+    /// Positions that fit before the buffers must grow.
+    fn capacity(&self) -> usize {
+        self.layers.first().map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    /// Makes room for `extra` more positions in each of `n_layers` layers of keys and
+    /// values `[b, kv, _, hd]`, growing to at most `max` positions (unless more are needed).
+    fn reserve(
+        &mut self,
+        n_layers: usize,
+        (b, kv, hd): (usize, usize, usize),
+        extra: usize,
+        max: usize,
+    ) -> Result<()> {
+        let need = self.len + extra;
+        if need <= self.capacity() && self.layers.len() == n_layers {
+            return Ok(());
+        }
+        let cap = need
+            .next_power_of_two()
+            .max(2 * self.capacity())
+            .max(64)
+            .min(max.max(need));
+        let grow = |old: Option<&Tensor>| -> Result<Tensor> {
+            let new = Tensor::zeros((b, kv, cap, hd), candle_core::DType::F32, &Device::Cpu)?;
+            if let Some(old) = old
+                && self.len > 0
+            {
+                new.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+            }
+            Ok(new)
+        };
+        let layers = (0..n_layers)
+            .map(|i| {
+                let old = self.layers.get(i);
+                Ok((grow(old.map(|(k, _)| k))?, grow(old.map(|(_, v)| v))?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.layers = layers;
+        Ok(())
+    }
+
+    /// Writes `k`, `v` `[B, KV, T, hd]` of `layer` after the cached positions (room was
+    /// reserved) and returns the keys and values of all `len + T` positions (views).
+    fn append(&self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (kc, vc) = &self.layers[layer];
+        kc.slice_set(&k.contiguous()?, 2, self.len)?;
+        vc.slice_set(&v.contiguous()?, 2, self.len)?;
+        let n = self.len + k.dim(2)?;
+        Ok((kc.narrow(2, 0, n)?, vc.narrow(2, 0, n)?))
     }
 }
 
@@ -106,29 +160,35 @@ impl Transformer {
             }
             Ok(t.clone())
         };
+        let dtype = match weights {
+            SamplerWeights::F32 => None,
+            SamplerWeights::Q8_0 => Some(GgmlDType::Q8_0),
+        };
         let linear = |name: &str| -> Result<LinearWeight> {
             let w = get(name)?;
-            match weights {
-                SamplerWeights::F32 => Ok(LinearWeight::Dense(w)),
-                SamplerWeights::Q8_0 => LinearWeight::quantize(&w, GgmlDType::Q8_0),
+            match dtype {
+                None => Ok(LinearWeight::Dense(w)),
+                Some(dtype) => LinearWeight::quantize(&w, dtype),
             }
+        };
+        let group = |names: &[String]| -> Result<LinearGroup> {
+            let ws = names.iter().map(|n| get(n)).collect::<Result<Vec<_>>>()?;
+            LinearGroup::new(&ws, dtype)
         };
         let layers = (0..cfg.n_layers)
             .map(|l| {
                 let p = |n: &str| format!("layers.{l}.{n}");
+                let mlp_in = if cfg.gated_mlp {
+                    vec![p("w_gate"), p("w_up")]
+                } else {
+                    vec![p("w_up")]
+                };
                 Ok(Layer {
                     attn_norm: get(&p("attn_norm"))?,
-                    wq: linear(&p("wq"))?,
-                    wk: linear(&p("wk"))?,
-                    wv: linear(&p("wv"))?,
+                    qkv: group(&[p("wq"), p("wk"), p("wv")])?,
                     wo: linear(&p("wo"))?,
                     mlp_norm: get(&p("mlp_norm"))?,
-                    w_gate: if cfg.gated_mlp {
-                        Some(linear(&p("w_gate"))?)
-                    } else {
-                        None
-                    },
-                    w_up: linear(&p("w_up"))?,
+                    mlp_in: group(&mlp_in)?,
                     w_down: linear(&p("w_down"))?,
                 })
             })
@@ -172,8 +232,54 @@ impl Transformer {
 
     /// Logits `[B, T, V]` for token ids `[B, T]` at `positions` `[B, T]` (both u32),
     /// with additive attention `bias` broadcastable to `[B, 1, T, T_past + T]`. With a
-    /// cache, keys and values of earlier calls are attended to and this call's appended.
+    /// cache, keys and values of earlier calls are attended to and this call's appended;
+    /// such a pass is a sampler's and records no gradient (fused kernels).
     pub fn forward(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let fused = cache.is_some();
+        let x = self.blocks(ids, positions, bias, cache)?;
+        self.lm_head
+            .forward(&self.norm(&x, &self.final_norm, fused)?)
+    }
+
+    /// Logits `[B, V]` of the last position only, what a sampler draws the next token
+    /// from: the output projection of the other positions is never computed. Arguments
+    /// as for [`Transformer::forward`].
+    pub fn forward_last(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let fused = cache.is_some();
+        let x = self.blocks(ids, positions, bias, cache)?;
+        let t = x.dim(1)?;
+        let x = x.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?;
+        self.lm_head
+            .forward(&self.norm(&x, &self.final_norm, fused)?)
+    }
+
+    /// RMSNorm: candle's fused kernel when `fused`, else the differentiable one.
+    fn norm(&self, x: &Tensor, w: &Tensor, fused: bool) -> Result<Tensor> {
+        if fused {
+            Ok(candle_nn::ops::rms_norm(
+                &x.contiguous()?,
+                w,
+                self.cfg.rms_eps as f32,
+            )?)
+        } else {
+            rms_norm(x, w, self.cfg.rms_eps)
+        }
+    }
+
+    /// The residual stream `[B, T, d_model]` after the last block.
+    fn blocks(
         &self,
         ids: &Tensor,
         positions: &Tensor,
@@ -188,57 +294,76 @@ impl Transformer {
         );
         let (b, t) = ids.dims2()?;
         let (h, kv, hd) = (self.cfg.n_heads, self.cfg.kv_heads(), self.cfg.head_dim());
-        let eps = self.cfg.rms_eps;
+        let (rep, d) = (h / kv, self.cfg.d_model);
+        let fused = cache.is_some();
         let mut x = self.tok_emb.embedding(&ids.flatten_all()?)?;
         if let Some(pos_emb) = &self.pos_emb {
             x = (x + pos_emb.embedding(&positions.flatten_all()?)?)?;
         }
-        let mut x = x.reshape((b, t, self.cfg.d_model))?;
+        let mut x = x.reshape((b, t, d))?;
         if let Some(c) = cache.as_deref_mut() {
-            c.layers.resize_with(self.layers.len(), || None);
+            c.reserve(self.layers.len(), (b, kv, hd), t, self.cfg.max_seq)?;
         }
+        let tables = match &self.rope {
+            Some(rope) => Some(rope.tables(positions)?),
+            None => None,
+        };
         let scale = 1.0 / (hd as f64).sqrt();
         for (i, layer) in self.layers.iter().enumerate() {
-            let hdn = rms_norm(&x, &layer.attn_norm, eps)?;
-            let split = |w: &LinearWeight, heads: usize| -> Result<Tensor> {
-                Ok(w.forward(&hdn)?
-                    .reshape((b, t, heads, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()?)
+            let hdn = self.norm(&x, &layer.attn_norm, fused)?;
+            let heads = |y: &Tensor, n: usize| -> Result<Tensor> {
+                Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
             };
-            let (mut q, mut k, mut v) = (
-                split(&layer.wq, h)?,
-                split(&layer.wk, kv)?,
-                split(&layer.wv, kv)?,
-            );
-            if let Some(rope) = &self.rope {
-                q = rope.apply(&q, positions)?;
-                k = rope.apply(&k, positions)?;
-            }
-            if let Some(c) = cache.as_deref_mut() {
-                if let Some((pk, pv)) = &c.layers[i] {
-                    k = Tensor::cat(&[pk, &k], 2)?;
-                    v = Tensor::cat(&[pv, &v], 2)?;
+            let qkv = layer.qkv.forward(&hdn)?;
+            let (mut q, mut k, v) = (heads(&qkv[0], h)?, heads(&qkv[1], kv)?, heads(&qkv[2], kv)?);
+            if let Some((cos, sin)) = &tables {
+                if fused {
+                    q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
+                    k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+                } else {
+                    q = rotate(&q, cos, sin)?;
+                    k = rotate(&k, cos, sin)?;
                 }
-                c.layers[i] = Some((k.clone(), v.clone()));
             }
-            let (k, v) = (repeat_kv(&k, h / kv)?, repeat_kv(&v, h / kv)?);
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(bias)?;
-            let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+            let (k, v) = match cache.as_deref() {
+                Some(c) => c.append(i, &k, &v)?,
+                None => (k, v),
+            };
+            let s = k.dim(2)?;
+            // Grouped-query attention without copying keys and values per query head:
+            // the `rep` query heads that share a kv head become `rep * T` rows.
+            let scores = (q.reshape((b, kv, rep * t, hd))?.matmul(&k.t()?)? * scale)?
+                .reshape((b, h, t, s))?
+                .broadcast_add(bias)?;
+            let attn = if fused {
+                candle_nn::ops::softmax_last_dim(&scores)?
+            } else {
+                candle_nn::ops::softmax(&scores, D::Minus1)?
+            };
             let out = attn
+                .reshape((b, kv, rep * t, s))?
                 .matmul(&v)?
+                .reshape((b, h, t, hd))?
                 .transpose(1, 2)?
-                .reshape((b, t, self.cfg.d_model))?;
+                .reshape((b, t, d))?;
             x = (x + layer.wo.forward(&out)?)?;
-            let hdn = rms_norm(&x, &layer.mlp_norm, eps)?;
-            let hidden = match &layer.w_gate {
-                Some(gate) => (gate.forward(&hdn)?.silu()? * layer.w_up.forward(&hdn)?)?,
-                None => layer.w_up.forward(&hdn)?.silu()?,
+            let hdn = self.norm(&x, &layer.mlp_norm, fused)?;
+            let hidden = match layer.mlp_in.forward(&hdn)?.as_slice() {
+                [gate, up] => (gate.silu()? * up)?,
+                [up] => up.silu()?,
+                parts => {
+                    return Err(ModelError::Config(format!(
+                        "an MLP input has {} parts",
+                        parts.len()
+                    )));
+                }
             };
             x = (x + layer.w_down.forward(&hidden)?)?;
         }
-        let x = rms_norm(&x, &self.final_norm, eps)?;
-        self.lm_head.forward(&x)
+        if let Some(c) = cache {
+            c.len += t;
+        }
+        Ok(x)
     }
 
     /// Causal bias `[1, 1, T, T]` for unpadded (or right-padded) sequences.
@@ -272,5 +397,98 @@ impl Transformer {
         Ok((prompt.len()..n)
             .map(|i| rows[i - 1][all[i] as usize])
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Params;
+    use crate::config::Positions;
+    use candle_core::DType;
+
+    /// Llama-shaped: rotary positions, grouped-query attention, SwiGLU, tied embeddings.
+    fn llama_config() -> ModelConfig {
+        ModelConfig {
+            d_model: 64,
+            n_layers: 2,
+            n_heads: 4,
+            n_kv_heads: 2,
+            d_ff: 96,
+            max_seq: 160,
+            positions: Positions::Rope,
+            gated_mlp: true,
+            tied_embeddings: true,
+            ..ModelConfig::default()
+        }
+    }
+
+    fn ids(tokens: &[u32]) -> Tensor {
+        Tensor::from_vec(tokens.to_vec(), (1, tokens.len()), &Device::Cpu).unwrap()
+    }
+
+    fn positions(start: usize, n: usize) -> Tensor {
+        Tensor::arange(start as u32, (start + n) as u32, &Device::Cpu)
+            .unwrap()
+            .reshape((1, n))
+            .unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// A prompt pass then one token at a time through the cache (fused kernels, buffers
+    /// grown twice) gives the logits of one uncached, differentiable pass.
+    #[test]
+    fn cached_decode_matches_one_full_pass() {
+        let cfg = llama_config();
+        let params = Params::init(&cfg, 11).unwrap();
+        let tokens: Vec<u32> = (0..150u32).map(|i| 3 + i * 37 % 250).collect();
+        let (n, prompt) = (tokens.len(), 20);
+        for weights in [SamplerWeights::F32, SamplerWeights::Q8_0] {
+            let m = Transformer::with_weights(&cfg, &params.tensors(), weights).unwrap();
+            let full = m
+                .forward(
+                    &ids(&tokens),
+                    &positions(0, n),
+                    &Transformer::causal_bias(n).unwrap(),
+                    None,
+                )
+                .unwrap()
+                .squeeze(0)
+                .unwrap();
+            let mut cache = KvCache::new();
+            let first = m
+                .forward_last(
+                    &ids(&tokens[..prompt]),
+                    &positions(0, prompt),
+                    &Transformer::causal_bias(prompt).unwrap(),
+                    Some(&mut cache),
+                )
+                .unwrap();
+            let mut worst = max_diff(&first, &full.narrow(0, prompt - 1, 1).unwrap());
+            for i in prompt..n {
+                let bias = Tensor::zeros((1, 1, 1, i + 1), DType::F32, &Device::Cpu).unwrap();
+                let step = m
+                    .forward_last(
+                        &ids(&tokens[i..=i]),
+                        &positions(i, 1),
+                        &bias,
+                        Some(&mut cache),
+                    )
+                    .unwrap();
+                worst = worst.max(max_diff(&step, &full.narrow(0, i, 1).unwrap()));
+            }
+            assert_eq!(cache.len(), n);
+            assert!(worst < 1e-4, "{weights:?}: cached logits differ by {worst}");
+        }
     }
 }

@@ -81,6 +81,18 @@ fn shape_and_tokenizer_come_from_the_gguf() {
         chat.decode_with_specials(&prompt),
         "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nSort 3 1 2<|im_end|>\n<|im_start|>assistant\n"
     );
+    // A chat request's messages: an explicit system turn replaces the default one.
+    assert_eq!(tok.chat_prompt(&[(TurnRole::User, "Sort 3 1 2")]), prompt);
+    let chat_ids = tok.chat_prompt(&[
+        (TurnRole::System, "Be brief."),
+        (TurnRole::User, "Hi"),
+        (TurnRole::Assistant, "Hello!"),
+        (TurnRole::User, "Bye"),
+    ]);
+    assert_eq!(
+        chat.decode_with_specials(&chat_ids),
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"
+    );
     // Digits are split one by one and there is no prefix space.
     let ids = tok.encode_text("x 2024");
     let pieces: Vec<String> = ids

@@ -20,7 +20,9 @@
 pub mod episode;
 mod generate;
 
-pub use generate::{Generation, SamplingParams, generate};
+pub use generate::{
+    DecodeTiming, Flow, Generation, SamplingParams, generate, generate_streaming, generate_timed,
+};
 
 /// Errors from generation.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,14 @@ pub enum SamplerError {
         len: usize,
         /// Context length.
         max: usize,
+    },
+    /// The caller passed a different number of sampling parameters than prompts.
+    #[error("{prompts} prompts but {params} sampling parameters")]
+    ParamsCount {
+        /// Prompts given.
+        prompts: usize,
+        /// Parameters given.
+        params: usize,
     },
     /// The caller passed a different number of RNGs than prompts.
     #[error("{prompts} prompts but {rngs} random generators")]

@@ -1,7 +1,9 @@
 //! `troupe bench buffer`: see [`buffer`].
 //!
 //! `troupe bench transport`: how fast troupe's transport is, each figure next to a baseline
-//! measured in the same run on loopback. No thresholds are enforced; targets are reported.
+//! measured in the same run on loopback; `troupe bench sampler`: how fast its sampler
+//! decodes, next to llama.cpp ([`sampler`]). No thresholds are enforced; targets are
+//! reported.
 //!
 //! - [`small`] (a): small actor messages to an actor in another process over a ractor_cluster
 //!   session on QUIC, against the same actor in this process.
@@ -16,9 +18,11 @@ mod counter;
 mod learner;
 mod peer;
 mod proc;
+mod sampler;
 mod small;
 mod tls_tcp;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
@@ -53,6 +57,22 @@ pub enum BenchCommand {
     /// Learner step time, tokens/s and MFU, sampler decode tokens/s and the cost of
     /// bringing weights to host memory, for one model on one device (CPU or GPU).
     Learner(learner::LearnerArgs),
+    /// Decode and prefill speed of the sampler on a GGUF model (Q8_0 and f32 weights),
+    /// against llama.cpp on the same file, prompt and thread count.
+    Sampler {
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Fewer tokens and repetitions, for a smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// The GGUF model [default: models/SmolLM2-135M-Instruct.Q4_1.gguf].
+        #[arg(long, value_name = "PATH")]
+        model: Option<PathBuf>,
+        /// Threads for troupe (candle) and llama.cpp [default: the CPUs available].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
+    },
     /// The other end of `bench transport` (started by it).
     #[command(hide = true)]
     TransportPeer(peer::PeerArgs),
@@ -91,6 +111,20 @@ pub fn main(command: BenchCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Sampler {
+            json,
+            quick,
+            model,
+            threads,
+        } => sampler::main(sampler::Options {
+            json,
+            quick,
+            model: model.unwrap_or_else(|| PathBuf::from(sampler::DEFAULT_MODEL)),
+            threads: threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, usize::from),
+                usize::from,
+            ),
+        }),
         BenchCommand::TransportPeer(args) => peer::main(args),
         BenchCommand::Learner(args) => learner::main(args),
         BenchCommand::Buffer { json, quick } => buffer::main(json, quick),
