@@ -82,4 +82,7 @@ pub struct StepReport {
     pub logprob_gap: f32,
     /// Fraction of policy tokens whose truncated importance weight hit its cap.
     pub tis_truncated: f32,
+    /// Mean of each named reward component (`correct`, `tool_calls`, ...) over the
+    /// trajectories trained on, in the judge's order.
+    pub reward_breakdown: Vec<(String, f32)>,
 }

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use troupe_core::protocol::{EvalUnit, StepReport, TrainUnit, Work};
 use troupe_core::wire::{DEFAULT_FRAME_LIMIT, PROTOCOL_VERSION, decode_frame, encode_frame};
 use troupe_core::{
-    CoreError, PolicyVersion, Purpose, Reward, ScoredTrajectory, TaskSpec, Trajectory,
+    Author, CoreError, PolicyVersion, Purpose, Reward, ScoredTrajectory, TaskSpec, Trajectory,
 };
 
 const HEADER_LEN: usize = 10;
@@ -61,6 +61,9 @@ fn trajectory() -> impl Strategy<Value = Trajectory> {
                 }
             }
             t.response = response;
+            if let Some(first) = t.tokens.first().copied() {
+                t.begin_turn(Author::Policy, &format!("{first}"));
+            }
             t
         })
 }
@@ -147,6 +150,7 @@ fn step_report() -> impl Strategy<Value = StepReport> {
                 approx_kl,
                 logprob_gap: loss.abs(),
                 tis_truncated: 0.0,
+                reward_breakdown: vec![("tool_calls".into(), grad_norm)],
             },
         )
 }
@@ -292,6 +296,7 @@ fn sample_step() -> StepReport {
         approx_kl: 0.01,
         logprob_gap: 0.02,
         tis_truncated: 0.0,
+        reward_breakdown: vec![("correct".into(), 0.25)],
     }
 }
 
