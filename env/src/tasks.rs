@@ -32,6 +32,9 @@ pub enum TaskFamily {
     Sort,
     /// `347+589` -> `936`: add two decimal numbers of `min..=max` digits each.
     Add,
+    /// `347*589+1234` -> `205617`: a product, sometimes plus a third number, solved by
+    /// calling the calculator tool once per operation (multi-turn; see [`crate::tools`]).
+    Calc,
 }
 
 /// The task section of the run config.
@@ -147,6 +150,14 @@ fn draw(cfg: &TaskConfig, rng: &mut impl Rng) -> Problem {
                 prompt: format!("{a}+{b}"),
                 answer: (a + b).to_string(),
                 difficulty: da.max(db),
+            }
+        }
+        TaskFamily::Calc => {
+            let (prompt, answer, difficulty) = crate::tools::draw(rng, min, max);
+            Problem {
+                prompt,
+                answer,
+                difficulty,
             }
         }
     }
