@@ -4,7 +4,7 @@
 
 use ractor::RpcReplyPort;
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
-use troupe_core::{ScoredTrajectory, TaskSpec, Trajectory};
+use troupe_core::{Author, ScoredTrajectory, TaskSpec, Trajectory};
 
 use crate::remote;
 
@@ -58,13 +58,16 @@ pub enum SamplerMsg {
 pub enum EnvHostMsg {
     /// Start episode `episode` on `task`; reply with the first observation.
     Reset(u64, Box<TaskSpec>, RpcReplyPort<Result<String, String>>),
-    /// Apply the policy's action; reply with `(observation, done)`.
-    Step(
-        u64,
-        String,
-        RpcReplyPort<Result<(Option<String>, bool), String>>,
-    ),
+    /// Apply the policy's action; reply with `(observation, done)`, the observation
+    /// with its author (the user, or a tool's result).
+    Step(u64, String, RpcReplyPort<Result<StepReply, String>>),
+    /// End a live episode early (the sampler stopped it) and free its slot.
+    Close(u64),
 }
+
+/// An env host's answer to a step: the next observation (its author and text), if
+/// any, and whether the episode is over.
+pub type StepReply = (Option<(Author, String)>, bool);
 
 /// Judge inbox.
 #[derive(Debug)]
@@ -194,18 +197,22 @@ impl ractor::Message for EnvHostMsg {
             EnvHostMsg::Step(episode, action, reply) => {
                 remote::call("Step", &(episode, action), reply)
             }
+            EnvHostMsg::Close(episode) => remote::cast("Close", &episode),
         }
     }
 
     fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
-        let SerializedMessage::Call {
-            variant,
-            args,
-            reply,
-            ..
-        } = msg
-        else {
-            return Err(BoxedDowncastErr);
+        let (variant, args, reply) = match msg {
+            SerializedMessage::Call {
+                variant,
+                args,
+                reply,
+                ..
+            } => (variant, args, reply),
+            SerializedMessage::Cast { variant, args, .. } if variant == "Close" => {
+                return Ok(EnvHostMsg::Close(remote::decode(&args)?));
+            }
+            _ => return Err(BoxedDowncastErr),
         };
         match variant.as_str() {
             "Reset" => {
@@ -349,12 +356,31 @@ mod tests {
             approx_kl: 0.001,
             logprob_gap: 0.01,
             tis_truncated: 0.0,
+            reward_breakdown: vec![("correct".into(), 0.25), ("tool_calls".into(), 1.5)],
         });
         round_trip(troupe_learner::SftExample {
             tokens: vec![257, 258, 49],
             mask: vec![0, 0, 1],
         });
         round_trip(troupe_buffer::Counts::default());
+    }
+
+    #[test]
+    fn env_host_messages_cross_the_wire() {
+        use ractor::Message;
+        let wire = EnvHostMsg::Close(7).serialize().unwrap();
+        assert!(matches!(
+            EnvHostMsg::deserialize(wire),
+            Ok(EnvHostMsg::Close(7))
+        ));
+        round_trip::<Result<StepReply, String>>(Ok((Some((Author::Tool, "42".into())), false)));
+        round_trip::<Result<StepReply, String>>(Ok((None, true)));
+        let bad = SerializedMessage::Cast {
+            variant: "Close".into(),
+            args: vec![1, 2],
+            metadata: None,
+        };
+        assert!(EnvHostMsg::deserialize(bad).is_err());
     }
 
     #[test]

@@ -96,7 +96,9 @@ pub fn load_seed_examples(
     let tok = &cfg.tokenizer;
     let mut examples = Vec::with_capacity(set.conversations.len());
     for (i, conv) in set.conversations.iter().enumerate() {
-        let turns: Vec<(TurnRole, &str)> = conv
+        // Assistant turns are trained on what the policy would write: a tool call in
+        // `tool_calls` becomes `<call>…</call>` text.
+        let texts: Vec<(TurnRole, String)> = conv
             .messages
             .iter()
             .map(|m| {
@@ -106,9 +108,10 @@ pub fn load_seed_examples(
                     Role::Assistant => TurnRole::Assistant,
                     Role::Tool => TurnRole::Tool,
                 };
-                (role, m.content.as_str())
+                (role, m.policy_text())
             })
             .collect();
+        let turns: Vec<(TurnRole, &str)> = texts.iter().map(|(r, t)| (*r, t.as_str())).collect();
         let (tokens, mask) = tok.encode_conversation(&turns);
         if tokens.len() > cfg.model.max_seq {
             progress.note(&format!(
@@ -451,7 +454,7 @@ pub(crate) async fn spawn_roles(
         start(
             format!("env_host-{i}"),
             EnvHost,
-            cfg.task.env_capacity,
+            (cfg.task.env_capacity, cfg.task.env_spec()),
             &supervisor,
             "env host",
         )
@@ -513,6 +516,7 @@ pub(crate) async fn spawn_roles(
             model: cfg.model.clone(),
             tokenizer: cfg.tokenizer.clone(),
             params,
+            max_turns: cfg.task.max_turns,
             weights: ctx.weights.clone(),
         };
         start(

@@ -1,7 +1,7 @@
 //! EnvHost: owns environment instances; `reset` and `step` over messages.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use troupe_env::EnvHostCore;
+use troupe_env::{EnvHostCore, EnvSpec};
 
 use crate::messages::EnvHostMsg;
 
@@ -12,15 +12,16 @@ pub struct EnvHost;
 impl Actor for EnvHost {
     type Msg = EnvHostMsg;
     type State = EnvHostCore;
-    type Arguments = usize;
+    /// Episode capacity, and the environment to make for each task.
+    type Arguments = (usize, EnvSpec);
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        capacity: usize,
+        (capacity, spec): (usize, EnvSpec),
     ) -> Result<Self::State, ActorProcessingErr> {
         crate::remote::join(crate::remote::group::ENV_HOST, myself.get_cell());
-        Ok(EnvHostCore::new(capacity))
+        Ok(EnvHostCore::new(capacity, spec))
     }
 
     async fn handle(
@@ -36,9 +37,12 @@ impl Actor for EnvHost {
             EnvHostMsg::Step(episode, action, reply) => {
                 let out = core
                     .step(episode, &action)
-                    .map(|s| (s.observation, s.done))
+                    .map(|s| (s.observation.map(|o| (o.author, o.text)), s.done))
                     .map_err(|e| e.to_string());
                 let _ = reply.send(out);
+            }
+            EnvHostMsg::Close(episode) => {
+                core.close(episode);
             }
         }
         Ok(())

@@ -33,7 +33,7 @@ impl Actor for Judge {
         _: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let JudgeMsg::Score(trajectory) = msg;
-        let reward = troupe_env::verify(&trajectory.task, &trajectory.response);
+        let reward = troupe_env::score(&trajectory);
         let scored = Box::new(ScoredTrajectory {
             trajectory: *trajectory,
             reward,

@@ -11,6 +11,7 @@ use troupe_model::ModelConfig;
 use crate::messages::{BufferMsg, CoordinatorMsg, LearnerMsg, StepReport};
 use crate::remote::group;
 use crate::roles::one;
+use crate::summary::BreakdownMeans;
 use crate::weights::WeightStore;
 
 /// The learner actor.
@@ -126,6 +127,9 @@ impl LearnerActorState {
             }
         }
         let groups: Vec<_> = batch.groups.into_iter().map(|g| g.members).collect();
+        let mut means = BreakdownMeans::default();
+        groups.iter().flatten().for_each(|s| means.add(&s.reward));
+        let reward_breakdown = means.means();
         let mut report = StepReport {
             rl_step: step + 1,
             version: version.0,
@@ -148,6 +152,7 @@ impl LearnerActorState {
             approx_kl: 0.0,
             logprob_gap: 0.0,
             tis_truncated: 0.0,
+            reward_breakdown,
         };
         if groups.is_empty() {
             self.learner.skip_rl_step();

@@ -9,16 +9,17 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use troupe_core::{PolicyVersion, Purpose, TaskSpec};
 use troupe_model::{ModelConfig, Transformer, tokenizer::ChatTokenizer};
-use troupe_sampler::{SamplingParams, episode::Episode, generate};
+use troupe_sampler::{
+    SamplingParams,
+    episode::{Appended, Episode},
+    generate,
+};
 
 use crate::messages::{CoordinatorMsg, EnvHostMsg, JudgeMsg, SamplerMsg, Work};
 use crate::remote::{group, members};
 use crate::roles::{one, pick};
 use crate::schedule::{EVAL_ID_BIT, mix};
 use crate::weights::WeightStore;
-
-/// Most policy turns per episode.
-const MAX_TURNS: usize = 8;
 
 /// The sampler actor.
 #[derive(Debug)]
@@ -35,6 +36,8 @@ pub struct SamplerArgs {
     pub tokenizer: ChatTokenizer,
     /// Training sampling parameters (evaluation is greedy with the same token budget).
     pub params: SamplingParams,
+    /// Most policy turns per episode (`task.max_turns`).
+    pub max_turns: u32,
     /// Published weights.
     pub weights: WeightStore,
 }
@@ -131,7 +134,8 @@ impl SamplerState {
             return Err("sampler has no weights".into());
         };
         let mut tokens = 0u64;
-        for _ in 0..MAX_TURNS {
+        let max_seq = a.model.max_seq;
+        for _ in 0..a.max_turns {
             let live: Vec<usize> = (0..episodes.len()).filter(|&i| !episodes[i].1).collect();
             if live.is_empty() {
                 break;
@@ -153,10 +157,27 @@ impl SamplerState {
                     .map_err(|e| {
                         format!("env host step failed for episode {}: {e}", episode.id())
                     })?;
-                match observation {
-                    Some(obs) if !finished => episode.push_observation(&obs),
-                    _ => *done = true,
-                }
+                *done = match observation {
+                    Some((author, text)) if !finished => {
+                        match episode.push_observation(author, &text, max_seq)? {
+                            Appended::Yes => false,
+                            // No room for another turn: the episode ends unanswered, and
+                            // the env host frees its slot.
+                            Appended::NoRoom => {
+                                host.cast(EnvHostMsg::Close(episode.id()))?;
+                                true
+                            }
+                        }
+                    }
+                    _ => true,
+                };
+            }
+        }
+        // Out of turns with the environment still waiting (it enforces the same limit, so
+        // this happens only when configs disagree): free its slots.
+        for (episode, done) in &episodes {
+            if !done {
+                pick(&env_hosts, episode.id()).cast(EnvHostMsg::Close(episode.id()))?;
             }
         }
         for (episode, _) in episodes {
@@ -269,6 +290,7 @@ mod tests {
             model,
             tokenizer: ChatTokenizer::new(),
             params: SamplingParams::default(),
+            max_turns: 8,
             weights: weights.clone(),
         };
         let mut state = SamplerState {
