@@ -102,7 +102,13 @@ pub fn generate(
     )?;
     let mut last: Vec<Vec<f32>> = logits.narrow(1, longest - 1, 1)?.squeeze(1)?.to_vec2()?;
 
-    let budget = params.max_new_tokens.min(max_seq - longest);
+    // Each row may generate until its own context is full: a long batch-mate (a
+    // multi-turn episode further along) must not cut a short row's turn.
+    let room: Vec<usize> = prompts
+        .iter()
+        .map(|p| params.max_new_tokens.min(max_seq - p.len()))
+        .collect();
+    let budget = room.iter().copied().max().unwrap_or(0);
     let mut out: Vec<Generation> = (0..b)
         .map(|_| Generation {
             tokens: Vec::new(),
@@ -113,7 +119,7 @@ pub fn generate(
     for step in 0..budget {
         let mut next = Vec::with_capacity(b);
         for (row, gen_) in out.iter_mut().enumerate() {
-            if gen_.finished || gen_.tokens.len() > step {
+            if gen_.finished || gen_.tokens.len() > step || gen_.tokens.len() >= room[row] {
                 next.push(pad_id);
                 continue;
             }
@@ -132,14 +138,17 @@ pub fn generate(
         }
         let active = out
             .iter()
-            .any(|g| !g.finished && g.tokens.len() == step + 1);
+            .zip(&room)
+            .any(|(g, &room)| !g.finished && g.tokens.len() == step + 1 && g.tokens.len() < room);
         if !active || step + 1 == budget {
             break;
         }
         let keys = longest + step + 1;
+        // A row that is done is fed padding whose output is ignored; its position is
+        // clamped so it never leaves the position table.
         let pos: Vec<u32> = pads
             .iter()
-            .map(|&pad| (longest + step - pad) as u32)
+            .map(|&pad| (longest + step - pad).min(max_seq - 1) as u32)
             .collect();
         let bias: Vec<f32> = pads
             .iter()
@@ -239,6 +248,33 @@ mod tests {
         let alone = generate(&m, std::slice::from_ref(&a), &params, &mut rngs(1)).unwrap();
         let together = generate(&m, &[a, b], &params, &mut rngs(2)).unwrap();
         assert_eq!(alone[0].tokens, together[0].tokens);
+    }
+
+    #[test]
+    fn a_long_batch_mate_does_not_cut_a_short_row() {
+        // max_seq 48: the long prompt leaves room for 3 tokens, the short one for 16.
+        let m = model(6);
+        let tok = ChatTokenizer::new();
+        let short = tok.generation_prompt("sort 5312");
+        let long = tok.generation_prompt(&"9".repeat(41));
+        assert_eq!(long.len(), 45);
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_p: 1.0,
+            max_new_tokens: 16,
+        };
+        let alone = generate(&m, std::slice::from_ref(&short), &params, &mut rngs(1)).unwrap();
+        let both = generate(&m, &[short.clone(), long.clone()], &params, &mut rngs(2)).unwrap();
+        assert_eq!(both[0].tokens, alone[0].tokens);
+        assert_eq!(both[0].tokens.len(), 16);
+        assert!(both[1].tokens.len() <= 3);
+        // Both rows' log-probs are still exact.
+        for (p, g) in [(&short, &both[0]), (&long, &both[1])] {
+            let reference = m.sequence_logprobs(p, &g.tokens).unwrap();
+            for (a, b) in reference.iter().zip(&g.logprobs) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]
