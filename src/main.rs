@@ -151,6 +151,20 @@ fn print_table(s: &Summary) {
             println!("                    held-out {name}: {}", parts(m));
         }
     }
+    let b = &h.breakdown;
+    let calls = |m: &std::collections::BTreeMap<String, f32>, k: &str| m.get(k).copied();
+    if let (Some(sft), Some(rl)) = (
+        calls(&b.after_sft, "tool_calls"),
+        calls(&b.after_rl, "tool_calls"),
+    ) && sft + rl > 0.0
+    {
+        let bad = |m| calls(m, "malformed_calls").unwrap_or(0.0);
+        println!(
+            "  tool use          calls/episode after SFT {sft:.2}   after RL {rl:.2}   malformed/episode after SFT {:.2}   after RL {:.2}",
+            bad(&b.after_sft),
+            bad(&b.after_rl)
+        );
+    }
     println!(
         "  trajectories      generated {}   trained {}   dropped stale {}   filtered zero-signal {}   in flight {}{}",
         t.generated,

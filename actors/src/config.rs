@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use troupe_env::{TaskConfig, TaskFamily};
+use troupe_env::{EnvSpec, TaskConfig, TaskFamily};
 use troupe_model::ModelConfig;
 use troupe_model::tokenizer::ChatTokenizer;
 
@@ -137,8 +137,10 @@ impl Default for Roles {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskSettings {
-    /// `"sort"` (sort a list of digits), `"add"` (add two numbers) or `"codefix"` (fix
-    /// a planted bug in a sandboxed git repository; see `[codefix]`).
+    /// `"sort"` (sort a list of digits), `"add"` (add two numbers), `"calc"` (a product,
+    /// sometimes plus a third number, solved by calling a calculator tool: multi-turn
+    /// episodes) or `"codefix"` (fix a planted bug in a sandboxed git repository; see
+    /// `[codefix]`).
     pub family: TaskFamily,
     /// Fewest digits per problem (list length for sort, operand length for add).
     pub min_digits: u32,
@@ -151,6 +153,11 @@ pub struct TaskSettings {
     pub heldout_size: usize,
     /// Environment instances each env host keeps at most (back-pressure beyond).
     pub env_capacity: usize,
+    /// Most policy turns per episode (tool calls plus the answer). Each turn is one
+    /// generation of up to `rl.max_new_tokens` tokens and one env-host round trip; the
+    /// whole episode must also fit `model.max_seq` tokens, or it ends early unanswered.
+    /// Single-turn families end after one turn whatever this says.
+    pub max_turns: u32,
 }
 
 impl Default for TaskSettings {
@@ -163,6 +170,7 @@ impl Default for TaskSettings {
             heldout_per_mille: t.heldout_per_mille,
             heldout_size: 400,
             env_capacity: 4096,
+            max_turns: 8,
         }
     }
 }
@@ -175,6 +183,14 @@ impl TaskSettings {
             min_digits: self.min_digits,
             max_digits: self.max_digits,
             heldout_per_mille: self.heldout_per_mille,
+        }
+    }
+
+    /// What env hosts make for each task.
+    pub fn env_spec(&self) -> EnvSpec {
+        EnvSpec {
+            family: self.family,
+            max_turns: self.max_turns,
         }
     }
 }
@@ -518,7 +534,7 @@ impl ClusterConfig {
             }
         }
         let rl = &self.rl;
-        let checks: [(&str, bool); 10] = [
+        let checks: [(&str, bool); 11] = [
             (
                 "buffer.group_commit_records must be at least 1",
                 self.buffer.group_commit_records >= 1,
@@ -555,6 +571,10 @@ impl ClusterConfig {
             (
                 "task.heldout_size must be at least 1",
                 self.task.heldout_size >= 1,
+            ),
+            (
+                "task.max_turns must be at least 1",
+                self.task.max_turns >= 1,
             ),
         ];
         for (msg, ok) in checks {
@@ -656,6 +676,40 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn max_turns_parses_and_is_checked() {
+        let cfg = ClusterConfig::parse(
+            "[task]\nfamily = \"calc\"\nmax_turns = 3\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.task.env_spec(),
+            EnvSpec {
+                family: TaskFamily::Calc,
+                max_turns: 3
+            }
+        );
+        assert_eq!(ClusterConfig::default().task.max_turns, 8);
+        let err = ClusterConfig::parse("[task]\nmax_turns = 0\n", Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.toml") && err.contains("task.max_turns"),
+            "{err}"
+        );
+        let err = ClusterConfig::parse(
+            "[task]\nfamily = \"calc\"\nmax_turns = \"four\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("t.toml") && err.contains("line 3") && err.contains("max_turns"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use ractor::RpcReplyPort;
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
-use troupe_core::{ScoredTrajectory, TaskSpec, Trajectory};
+use troupe_core::{Author, ScoredTrajectory, TaskSpec, Trajectory};
 
 use crate::remote;
 
@@ -53,10 +53,11 @@ pub enum SamplerMsg {
     Pull,
 }
 
-/// An env host's answer to a step: `(observation, done, submission)`. When `done`,
-/// `submission` is what the judge scores in place of the policy's last action, if the
-/// environment decides it (a code-fixing episode's diff).
-pub type StepReply = (Option<String>, bool, Option<String>);
+/// An env host's answer to a step: `(observation, done, submission)`. The observation
+/// comes with its author (the user, or a tool's result). When `done`, `submission` is
+/// what the judge scores in place of the policy's last action, if the environment
+/// decides it (a code-fixing episode's diff).
+pub type StepReply = (Option<(Author, String)>, bool, Option<String>);
 
 /// Env host inbox.
 #[derive(Debug)]
@@ -209,14 +210,14 @@ impl ractor::Message for EnvHostMsg {
     }
 
     fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
-        let SerializedMessage::Call {
-            variant,
-            args,
-            reply,
-            ..
-        } = msg
-        else {
-            return Err(BoxedDowncastErr);
+        let (variant, args, reply) = match msg {
+            SerializedMessage::Call {
+                variant,
+                args,
+                reply,
+                ..
+            } => (variant, args, reply),
+            _ => return Err(BoxedDowncastErr),
         };
         match variant.as_str() {
             "Reset" => {
@@ -373,6 +374,29 @@ mod tests {
             mask: vec![0, 0, 1],
         });
         round_trip(troupe_buffer::Counts::default());
+    }
+
+    #[tokio::test]
+    async fn env_host_messages_cross_the_wire() {
+        use ractor::Message;
+        let (tx, _rx) = ractor::concurrency::oneshot();
+        let wire = EnvHostMsg::Finish(7, tx.into()).serialize().unwrap();
+        assert!(matches!(
+            EnvHostMsg::deserialize(wire),
+            Ok(EnvHostMsg::Finish(7, _))
+        ));
+        round_trip::<Result<StepReply, String>>(Ok((
+            Some((Author::Tool, "42".into())),
+            false,
+            None,
+        )));
+        round_trip::<Result<StepReply, String>>(Ok((None, true, Some("diff".into()))));
+        let bad = SerializedMessage::Cast {
+            variant: "Finish".into(),
+            args: vec![1, 2],
+            metadata: None,
+        };
+        assert!(EnvHostMsg::deserialize(bad).is_err());
     }
 
     #[test]

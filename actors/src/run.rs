@@ -96,7 +96,9 @@ pub fn load_seed_examples(
     let tok = &cfg.tokenizer;
     let mut examples = Vec::with_capacity(set.conversations.len());
     for (i, conv) in set.conversations.iter().enumerate() {
-        let turns: Vec<(TurnRole, &str)> = conv
+        // Assistant turns are trained on what the policy would write: a tool call in
+        // `tool_calls` becomes `<call>…</call>` text.
+        let texts: Vec<(TurnRole, String)> = conv
             .messages
             .iter()
             .map(|m| {
@@ -106,9 +108,10 @@ pub fn load_seed_examples(
                     Role::Assistant => TurnRole::Assistant,
                     Role::Tool => TurnRole::Tool,
                 };
-                (role, m.content.as_str())
+                (role, m.policy_text())
             })
             .collect();
+        let turns: Vec<(TurnRole, &str)> = texts.iter().map(|(r, t)| (*r, t.as_str())).collect();
         let (tokens, mask) = tok.encode_conversation(&turns);
         if tokens.len() > cfg.model.max_seq {
             progress.note(&format!(
@@ -487,6 +490,7 @@ pub(crate) async fn spawn_roles(
     for i in 0..roles.env_hosts {
         let args = EnvHostArgs {
             capacity: cfg.task.env_capacity,
+            spec: cfg.task.env_spec(),
             codefix: cfg.codefix(),
         };
         start(
@@ -558,6 +562,7 @@ pub(crate) async fn spawn_roles(
             model: cfg.model.clone(),
             tokenizer: cfg.tokenizer.clone(),
             params,
+            max_turns: cfg.task.max_turns,
             weights: ctx.weights.clone(),
         };
         start(

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use troupe_core::{Author, ScoredTrajectory};
 
 use crate::ActorError;
 
@@ -18,6 +19,88 @@ pub struct Heldout {
     pub after_rl: Option<f32>,
     /// Measured during RL.
     pub during_rl: Vec<EvalPoint>,
+    /// Reward-component means of the phase-boundary evaluations.
+    #[serde(default)]
+    pub breakdown: HeldoutBreakdown,
+}
+
+/// Running means of named reward components (`correct`, `tool_calls`, ...) over many
+/// rewards, in first-seen order; a reward without a component counts 0 for it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BreakdownMeans {
+    sums: Vec<(String, f64)>,
+    count: u64,
+}
+
+impl BreakdownMeans {
+    /// Adds one reward.
+    pub fn add(&mut self, reward: &troupe_core::Reward) {
+        self.count += 1;
+        for (name, value) in &reward.breakdown {
+            match self.sums.iter_mut().find(|(k, _)| k == name) {
+                Some((_, sum)) => *sum += f64::from(*value),
+                None => self.sums.push((name.clone(), f64::from(*value))),
+            }
+        }
+    }
+
+    /// The means so far (empty before the first reward).
+    pub fn means(&self) -> Vec<(String, f32)> {
+        let n = self.count.max(1) as f64;
+        self.sums
+            .iter()
+            .map(|(k, sum)| (k.clone(), (sum / n) as f32))
+            .collect()
+    }
+}
+
+/// One line of `eval_samples.jsonl`: an evaluated held-out episode turn by turn.
+///
+/// `{"eval": "after_sft", "task": 3, "prompt": …, "answer": …, "reward": 1.0,
+/// "breakdown": {…}, "turns": [{"author": "user", "text": …}, {"author": "policy", …}]}`
+pub fn eval_sample(eval: &str, scored: &ScoredTrajectory) -> serde_json::Value {
+    let t = &scored.trajectory;
+    let turns: Vec<serde_json::Value> = t
+        .turns
+        .iter()
+        .map(|turn| {
+            let author = match turn.author {
+                Author::User => "user",
+                Author::Tool => "tool",
+                Author::Policy => "policy",
+            };
+            serde_json::json!({"author": author, "text": turn.text})
+        })
+        .collect();
+    serde_json::json!({
+        "eval": eval,
+        "task": t.task.id,
+        "prompt": t.task.prompt,
+        "answer": t.task.answer,
+        "reward": scored.reward.total,
+        "breakdown": scored
+            .reward
+            .breakdown
+            .iter()
+            .cloned()
+            .collect::<BTreeMap<String, f32>>(),
+        "turns": turns,
+    })
+}
+
+/// Held-out reward-component means of each phase's evaluation (`correct`, `format`,
+/// `turns`, `tool_calls`, `malformed_calls`), keyed by component.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HeldoutBreakdown {
+    /// Before any training.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub initial: BTreeMap<String, f32>,
+    /// After the SFT warm start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub after_sft: BTreeMap<String, f32>,
+    /// After RL.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub after_rl: BTreeMap<String, f32>,
 }
 
 /// One held-out evaluation during RL.
@@ -137,6 +220,9 @@ pub struct HeldoutSummary {
     pub after_rl: f32,
     /// During RL.
     pub during_rl: Vec<EvalPoint>,
+    /// Reward-component means of the phase-boundary evaluations (tool-use diagnostics).
+    #[serde(default)]
+    pub breakdown: HeldoutBreakdown,
 }
 
 /// Writes `value` as pretty JSON to `path` (via a temporary file and a rename).
@@ -166,4 +252,74 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ActorEr
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use troupe_core::Reward;
+
+    fn reward(parts: &[(&str, f32)]) -> Reward {
+        Reward {
+            total: 0.0,
+            breakdown: parts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn breakdown_means_average_every_component_over_every_reward() {
+        let mut m = BreakdownMeans::default();
+        assert!(m.means().is_empty());
+        m.add(&reward(&[("correct", 1.0), ("tool_calls", 2.0)]));
+        m.add(&reward(&[("correct", 0.0), ("tool_calls", 1.0)]));
+        // A reward lacking a component counts 0 for it.
+        m.add(&reward(&[("malformed_calls", 3.0)]));
+        assert_eq!(
+            m.means(),
+            vec![
+                ("correct".to_owned(), 1.0 / 3.0),
+                ("tool_calls".to_owned(), 1.0),
+                ("malformed_calls".to_owned(), 1.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn eval_samples_show_every_turn() {
+        let task = troupe_core::TaskSpec {
+            id: 2,
+            prompt: "6*7".into(),
+            answer: "42".into(),
+            difficulty: 1,
+        };
+        let mut t = troupe_core::Trajectory::new(9, task, troupe_core::Purpose::Eval { round: 1 });
+        t.begin_turn(Author::User, "6*7");
+        t.begin_turn(Author::Policy, "<call>calc 6*7</call>");
+        t.begin_turn(Author::Tool, "42");
+        t.begin_turn(Author::Policy, "42");
+        let s = ScoredTrajectory {
+            trajectory: t,
+            reward: reward(&[("correct", 1.0), ("tool_calls", 1.0)]),
+        };
+        let v = eval_sample("after_rl", &s);
+        assert_eq!(v["eval"], "after_rl");
+        assert_eq!(v["task"], 2);
+        assert_eq!(v["breakdown"]["tool_calls"], 1.0);
+        let authors: Vec<&str> = v["turns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["author"].as_str().unwrap())
+            .collect();
+        assert_eq!(authors, ["user", "policy", "tool", "policy"]);
+        assert_eq!(v["turns"][2]["text"], "42");
+    }
+
+    #[test]
+    fn run_state_without_a_breakdown_still_reads() {
+        let old = r#"{"initial":0.1,"after_sft":null,"after_rl":null,"during_rl":[]}"#;
+        let h: Heldout = serde_json::from_str(old).unwrap();
+        assert_eq!(h.initial, Some(0.1));
+        assert_eq!(h.breakdown, HeldoutBreakdown::default());
+    }
 }

@@ -19,7 +19,9 @@ pub mod protocol;
 pub mod trajectory;
 pub mod wire;
 
-pub use trajectory::{Purpose, Reward, ScoredTrajectory, TaskSpec, TokenId, Trajectory};
+pub use trajectory::{
+    Author, Purpose, Reward, ScoredTrajectory, TaskSpec, TokenId, Trajectory, Turn,
+};
 
 use bincode::{Decode, Encode};
 

@@ -38,10 +38,37 @@ pub enum Purpose {
     },
 }
 
+/// Who wrote one turn of an episode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum Author {
+    /// The user: the task prompt, or an environment message in the user role.
+    User,
+    /// A tool's result, returned by the environment after a tool call.
+    Tool,
+    /// The policy: an action.
+    Policy,
+}
+
+/// One turn of an episode: who wrote it, where its tokens start and its text.
+///
+/// A turn's tokens run from `start` to the next turn's `start` (or the end of the
+/// trajectory); a context turn's span includes the chat template's tokens around it
+/// (role headers, end tokens), a policy turn's span is exactly what the policy generated.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Turn {
+    /// Its author.
+    pub author: Author,
+    /// Index in [`Trajectory::tokens`] of its first token.
+    pub start: u32,
+    /// Its text: the observation as the environment sent it, or the policy's decoded
+    /// tokens (for the judge and the trajectory viewer; the tokens are what count).
+    pub text: String,
+}
+
 /// A token-exact episode: one flat token sequence with, per token, whether the
 /// policy produced it, its behaviour log-prob and the policy version that produced it.
 /// Context tokens (prompt, observations, template) have `policy == false`,
-/// `logprob == 0` and no version.
+/// `logprob == 0` and no version. `turns` records the episode's turn structure.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct Trajectory {
     /// Unique, idempotent id: a resend never counts twice.
@@ -60,6 +87,8 @@ pub struct Trajectory {
     pub versions: Vec<u64>,
     /// The policy's final answer as text, for the judge and the trajectory viewer.
     pub response: String,
+    /// The turns, in order (empty for a trajectory built without an episode).
+    pub turns: Vec<Turn>,
 }
 
 impl Trajectory {
@@ -74,7 +103,38 @@ impl Trajectory {
             logprobs: Vec::new(),
             versions: Vec::new(),
             response: String::new(),
+            turns: Vec::new(),
         }
+    }
+
+    /// Opens a turn by `author` at the current end of `tokens`; append its tokens next.
+    pub fn begin_turn(&mut self, author: Author, text: &str) {
+        self.turns.push(Turn {
+            author,
+            start: self.tokens.len() as u32,
+            text: text.to_owned(),
+        });
+    }
+
+    /// The texts of the policy's turns (its actions), in order.
+    pub fn actions(&self) -> impl Iterator<Item = &str> {
+        self.turns
+            .iter()
+            .filter(|t| t.author == Author::Policy)
+            .map(|t| t.text.as_str())
+    }
+
+    /// The tokens of turn `i`: from its start to the next turn's (clamped to `tokens`).
+    pub fn turn_tokens(&self, i: usize) -> &[TokenId] {
+        let Some(turn) = self.turns.get(i) else {
+            return &[];
+        };
+        let end = self
+            .turns
+            .get(i + 1)
+            .map_or(self.tokens.len(), |n| n.start as usize);
+        let end = end.min(self.tokens.len());
+        &self.tokens[(turn.start as usize).min(end)..end]
     }
 
     /// Appends tokens the policy did not generate.

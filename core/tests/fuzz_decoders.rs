@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use troupe_core::protocol::{EvalUnit, StepReport, TrainUnit, Work};
 use troupe_core::wire::{DEFAULT_FRAME_LIMIT, PROTOCOL_VERSION, decode_frame, encode_frame};
 use troupe_core::{
-    CoreError, PolicyVersion, Purpose, Reward, ScoredTrajectory, TaskSpec, Trajectory,
+    Author, CoreError, PolicyVersion, Purpose, Reward, ScoredTrajectory, TaskSpec, Trajectory,
 };
 
 const HEADER_LEN: usize = 10;
@@ -61,6 +61,9 @@ fn trajectory() -> impl Strategy<Value = Trajectory> {
                 }
             }
             t.response = response;
+            if let Some(first) = t.tokens.first().copied() {
+                t.begin_turn(Author::Policy, &format!("{first}"));
+            }
             t
         })
 }

@@ -3,14 +3,17 @@
 use std::io::Write;
 use std::path::Path;
 
+use serde_json::{Value, json};
 use troupe_core::TaskSpec;
 
-use crate::{EnvError, TaskSource};
+use crate::tools::{Action, Chain, ToolEnv, expert_action, parse_action};
+use crate::{EnvError, Environment, Role, TaskFamily, TaskSource};
 
-/// Solves a digit task from its prompt text alone (it never reads `task.answer`).
+/// Solves a task from its prompt text alone (it never reads `task.answer`).
 ///
 /// `sort <digits>` gives the digits ascending; `<a>+<b>` gives the decimal sum, of any
-/// length. A prompt of neither shape gets an empty answer.
+/// length; a calc chain such as `347*589+1234` gives its value. A prompt of none of
+/// these shapes gets an empty answer.
 pub fn expert_solve(task: &TaskSpec) -> String {
     let prompt = task.prompt.trim();
     if let Some(digits) = prompt.strip_prefix("sort ") {
@@ -18,9 +21,76 @@ pub fn expert_solve(task: &TaskSpec) -> String {
         d.sort_unstable();
         return d.into_iter().collect();
     }
-    match prompt.split_once('+') {
-        Some((a, b)) => add_decimal(a.trim(), b.trim()).unwrap_or_default(),
-        None => String::new(),
+    if let Some((a, b)) = prompt.split_once('+')
+        && let Some(sum) = add_decimal(a.trim(), b.trim())
+    {
+        return sum;
+    }
+    Chain::parse(prompt)
+        .and_then(|c| c.value())
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+/// The expert's whole conversation on `task` of `family`, as `(role, text)` turns:
+/// the prompt and the answer for the single-turn families; for `calc`, the episode it
+/// plays against [`ToolEnv`]: a calculator call per operation, each followed by the
+/// tool's result, then the answer (calls in the `<call>` format).
+pub fn expert_conversation(family: TaskFamily, task: &TaskSpec) -> Vec<(Role, String)> {
+    let prompt = task.prompt.trim();
+    let Some(ops) = Chain::parse(prompt)
+        .map(|c| c.rest.len())
+        .filter(|_| family == TaskFamily::Calc)
+    else {
+        return vec![
+            (Role::User, task.prompt.clone()),
+            (Role::Assistant, expert_solve(task)),
+        ];
+    };
+    let mut env = ToolEnv::new(task, ops as u32 + 1);
+    let mut turns = vec![(Role::User, env.reset())];
+    let mut results: Vec<String> = Vec::new();
+    for _ in 0..=ops {
+        let refs: Vec<&str> = results.iter().map(String::as_str).collect();
+        let Some(action) = expert_action(prompt, &refs) else {
+            break;
+        };
+        let outcome = env.step(&action);
+        turns.push((Role::Assistant, action));
+        match outcome.observation {
+            Some(obs) => {
+                results.push(obs.text.clone());
+                turns.push((Role::Tool, obs.text));
+            }
+            None => break,
+        }
+    }
+    turns
+}
+
+/// One chat-JSON message; a call turn becomes an OpenAI-style `tool_calls` entry with
+/// id `call_N` and the tool's result a `tool` message answering it.
+fn message(role: Role, text: &str, calls: &mut usize) -> Value {
+    match (role, parse_action(text)) {
+        (Role::Assistant, Action::Call(call)) => {
+            *calls += 1;
+            let arguments = json!({ call.tool.argument(): call.input }).to_string();
+            json!({
+                "role": "assistant",
+                "content": null,
+                "tool_calls": [{
+                    "id": format!("call_{calls}"),
+                    "type": "function",
+                    "function": {"name": call.tool.name(), "arguments": arguments},
+                }],
+            })
+        }
+        (Role::Tool, _) => json!({
+            "role": "tool",
+            "tool_call_id": format!("call_{calls}"),
+            "content": text,
+        }),
+        _ => json!({"role": role.as_str(), "content": text}),
     }
 }
 
@@ -53,7 +123,8 @@ fn add_decimal(a: &str, b: &str) -> Option<String> {
 }
 
 /// Writes `n` expert-solved training tasks from `source` to `path` as chat JSONL:
-/// `{"messages":[{"role":"user","content":…},{"role":"assistant","content":…}]}`.
+/// `{"messages":[{"role":"user","content":…},{"role":"assistant","content":…}]}`, with
+/// the calc family's calls as OpenAI-style `tool_calls` and `tool` result messages.
 pub fn write_seed_trajectories(
     path: &Path,
     source: &mut TaskSource,
@@ -65,14 +136,15 @@ pub fn write_seed_trajectories(
     };
     let file = std::fs::File::create(path).map_err(io)?;
     let mut w = std::io::BufWriter::new(file);
+    let family = source.config().family;
     for _ in 0..n {
         let task = source.next_train();
-        let line = serde_json::json!({
-            "messages": [
-                {"role": "user", "content": task.prompt},
-                {"role": "assistant", "content": expert_solve(&task)},
-            ]
-        });
+        let mut calls = 0;
+        let messages: Vec<Value> = expert_conversation(family, &task)
+            .iter()
+            .map(|(role, text)| message(*role, text, &mut calls))
+            .collect();
+        let line = json!({ "messages": messages });
         writeln!(w, "{line}").map_err(io)?;
     }
     w.flush().map_err(io)
@@ -81,11 +153,11 @@ pub fn write_seed_trajectories(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{TaskConfig, TaskFamily, read_seed_trajectories, verify};
+    use crate::{TaskConfig, read_seed_trajectories, verify};
 
     #[test]
     fn expert_matches_the_reference_answer() {
-        for family in [TaskFamily::Sort, TaskFamily::Add] {
+        for family in [TaskFamily::Sort, TaskFamily::Add, TaskFamily::Calc] {
             let cfg = TaskConfig {
                 family,
                 min_digits: 1,
@@ -145,6 +217,54 @@ mod tests {
         let first = &set.conversations[0];
         assert!(first.prompt().unwrap().starts_with("sort "));
         assert_eq!(first.messages.len(), 2);
+    }
+
+    #[test]
+    fn calc_seeds_are_multi_turn_conversations_with_openai_tool_calls() {
+        let path = std::env::temp_dir().join(format!(
+            "troupe-env-calc-seeds-{}.jsonl",
+            std::process::id()
+        ));
+        let cfg = TaskConfig {
+            family: TaskFamily::Calc,
+            ..TaskConfig::default()
+        };
+        let mut s = TaskSource::new(cfg.clone(), 3).unwrap();
+        write_seed_trajectories(&path, &mut s, 40).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let set = read_seed_trajectories(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(set.rejected.is_empty(), "{:?}", set.rejected);
+        assert_eq!(set.conversations.len(), 40);
+        let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let call = &first["messages"][1]["tool_calls"][0];
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], "calc");
+        let args: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert!(args["expression"].as_str().unwrap().contains('*'), "{args}");
+        assert_eq!(first["messages"][2]["tool_call_id"], call["id"]);
+        let mut again = TaskSource::new(cfg, 3).unwrap();
+        for c in &set.conversations {
+            let task = again.next_train();
+            let ops = Chain::parse(&task.prompt).unwrap().rest.len();
+            // user, (call, result) per operation, answer.
+            let roles: Vec<Role> = c.messages.iter().map(|m| m.role).collect();
+            let mut want = vec![Role::User];
+            for _ in 0..ops {
+                want.extend([Role::Assistant, Role::Tool]);
+            }
+            want.push(Role::Assistant);
+            assert_eq!(roles, want, "{}", task.prompt);
+            let first_call = c.messages[1].policy_text();
+            assert!(
+                matches!(parse_action(&first_call), Action::Call(_)),
+                "{first_call}"
+            );
+            let answer = c.messages.last().unwrap().policy_text();
+            assert_eq!(answer, task.answer);
+            assert_eq!(c.messages[c.messages.len() - 2].content, task.answer);
+        }
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Strict reader for user-supplied seed trajectories (OpenAI chat JSONL).
 //!
 //! Each non-blank line must be `{"messages":[{"role":…,"content":…},…]}` ending with
-//! an assistant turn. A malformed line is reported in [`SeedSet::rejected`] with its
-//! position and reason; the remaining lines are kept.
+//! an assistant turn. Roles are `system`, `user`, `assistant` and `tool` (a tool's
+//! result); an assistant message may call a tool with OpenAI-style `tool_calls`
+//! (rendered in the policy's call format, see [`crate::tools`]) instead of `content`.
+//! A malformed line is reported in [`SeedSet::rejected`] with its position and reason;
+//! the remaining lines are kept.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::EnvError;
 use crate::split::{Split, split_of};
+use crate::tools::render_tool_calls;
 
 /// Who wrote a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +66,21 @@ pub struct ChatMessage {
     pub content: String,
     /// The message's `tool_calls`, kept verbatim as JSON text, when present.
     pub tool_calls: Option<String>,
+    /// An assistant message's tool call in the policy's format (`<call>NAME INPUT</call>`,
+    /// see [`crate::tools`]), rendered from `tool_calls`.
+    pub call: Option<String>,
+}
+
+impl ChatMessage {
+    /// The text the policy writes for this turn: `content`, then the rendered tool call
+    /// (on its own line after non-empty content).
+    pub fn policy_text(&self) -> String {
+        match (&self.call, self.content.is_empty()) {
+            (None, _) => self.content.clone(),
+            (Some(call), true) => call.clone(),
+            (Some(call), false) => format!("{}\n{call}", self.content),
+        }
+    }
 }
 
 /// One seed trajectory: a chat ending with an assistant turn.
@@ -223,11 +242,15 @@ fn parse_message(m: &Value) -> Result<ChatMessage, String> {
         Some(other) => return Err(format!("\"role\" is {}, expected a string", kind(other))),
     };
     let tool_calls = tool_calls(m);
+    let call = match m.get("tool_calls") {
+        Some(v) if role == Role::Assistant && !v.is_null() => {
+            render_tool_calls(v).map_err(|e| format!("assistant \"tool_calls\": {e}"))?
+        }
+        _ => None,
+    };
     let content = match m.get("content") {
         Some(Value::String(c)) => c.clone(),
-        None | Some(Value::Null) if role == Role::Assistant && tool_calls.is_some() => {
-            String::new()
-        }
+        None | Some(Value::Null) if role == Role::Assistant && call.is_some() => String::new(),
         None => return Err(format!("{role} message is missing \"content\"")),
         Some(other) => {
             return Err(format!(
@@ -240,6 +263,7 @@ fn parse_message(m: &Value) -> Result<ChatMessage, String> {
         role,
         content,
         tool_calls,
+        call,
     })
 }
 

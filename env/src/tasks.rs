@@ -36,6 +36,9 @@ pub enum TaskFamily {
     /// hidden tests; see [`crate::codefix`]). Split by bug family, not by hash: the
     /// digit keys and `heldout_per_mille` do not apply.
     Codefix,
+    /// `347*589+1234` -> `205617`: a product, sometimes plus a third number, solved by
+    /// calling the calculator tool once per operation (multi-turn; see [`crate::tools`]).
+    Calc,
 }
 
 /// The task section of the run config.
@@ -178,6 +181,15 @@ fn draw(cfg: &TaskConfig, rng: &mut impl Rng) -> Problem {
                 answer: task.answer,
                 difficulty: task.difficulty,
                 split: key.family.split(),
+            }
+        }
+        TaskFamily::Calc => {
+            let (prompt, answer, difficulty) = crate::tools::draw(rng, min, max);
+            Problem {
+                split: split_of(&prompt, cfg.heldout_per_mille),
+                prompt,
+                answer,
+                difficulty,
             }
         }
     }

@@ -43,7 +43,7 @@ async fn play(
         if out.done {
             return (seen, out.submission);
         }
-        seen.push(out.observation.expect("a live episode observes"));
+        seen.push(out.observation.expect("a live episode observes").text);
     }
     (seen, Some(host.finish(episode).await.unwrap()))
 }
@@ -294,9 +294,7 @@ async fn abusive_commands_leave_the_env_host_working() {
     );
     let seen = host.step(1, &edit).await.unwrap();
     assert_eq!(
-        seen.observation
-            .as_deref()
-            .map(|o| o.contains(&fix.correct)),
+        seen.observation.map(|o| o.text.contains(&fix.correct)),
         Some(true)
     );
     let done = host.step(1, "<submit/>").await.unwrap();
@@ -343,7 +341,7 @@ async fn episodes_end_at_max_turns_and_refuse_unknown_ids() {
         .step(7, "<sh>echo hi > note.txt; cat note.txt</sh>")
         .await
         .unwrap();
-    assert_eq!(first.observation.as_deref(), Some("hi\n[exit 0]"));
+    assert_eq!(first.observation.map(|o| o.text).as_deref(), Some("hi\n[exit 0]"));
     assert!(!first.done);
     // The second turn is the last: the episode ends and the diff shows the new file.
     let last = host.step(7, "<sh>true</sh>").await.unwrap();

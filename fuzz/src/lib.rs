@@ -8,7 +8,7 @@ use arbitrary::Arbitrary;
 use bincode::{Decode, Encode};
 use troupe_core::protocol::{EvalUnit, StepReport, TrainUnit, Work};
 use troupe_core::wire::{PROTOCOL_VERSION, decode_frame, encode_frame};
-use troupe_core::{Purpose, Reward, ScoredTrajectory, TaskSpec, Trajectory};
+use troupe_core::{Author, Purpose, Reward, ScoredTrajectory, TaskSpec, Trajectory, Turn};
 
 // ------------------------------------------------------------------ allocation tracker
 
@@ -128,6 +128,28 @@ pub struct ATrajectory {
     logprobs: Vec<f32>,
     versions: Vec<u64>,
     response: String,
+    turns: Vec<ATurn>,
+}
+
+#[derive(Debug, Arbitrary)]
+pub struct ATurn {
+    author: u8,
+    start: u32,
+    text: String,
+}
+
+impl From<ATurn> for Turn {
+    fn from(a: ATurn) -> Self {
+        Turn {
+            author: match a.author % 3 {
+                0 => Author::User,
+                1 => Author::Tool,
+                _ => Author::Policy,
+            },
+            start: a.start,
+            text: a.text,
+        }
+    }
 }
 
 impl From<ATrajectory> for Trajectory {
@@ -144,6 +166,7 @@ impl From<ATrajectory> for Trajectory {
             logprobs: a.logprobs,
             versions: a.versions,
             response: a.response,
+            turns: a.turns.into_iter().map(Turn::from).collect(),
         }
     }
 }

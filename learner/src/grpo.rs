@@ -319,4 +319,105 @@ mod tests {
                 > 0.0
         );
     }
+
+    #[test]
+    fn multi_turn_loss_covers_only_the_policy_turns_not_tool_observations() {
+        use troupe_core::Author;
+        use troupe_model::tokenizer::{ASSISTANT, END, TOOL};
+        let cfg = ModelConfig {
+            d_model: 32,
+            n_layers: 1,
+            n_heads: 2,
+            d_ff: 64,
+            max_seq: 48,
+            ..ModelConfig::default()
+        };
+        let params = Params::init(&cfg, 5).unwrap();
+        let model = Transformer::new(&cfg, &params.tensors()).unwrap();
+        // prompt | call (policy) | tool result (context) | answer (policy)
+        let episode = |id: u64, answer: &[u32], reward: f32| {
+            let task = TaskSpec {
+                id: 0,
+                prompt: "6*7".into(),
+                answer: "42".into(),
+                difficulty: 1,
+            };
+            let mut t = Trajectory::new(id, task, Purpose::Train { batch: 0, group: 0 });
+            t.begin_turn(Author::User, "6*7");
+            t.push_context(&[257, 258, 54, 42, 55, 260, 259]);
+            t.begin_turn(Author::Policy, "c 6*7");
+            for (k, &tok) in [99, 32, 54, 42, 55, END].iter().enumerate() {
+                t.push_policy(tok, -1.0 - 0.1 * k as f32, PolicyVersion(0));
+            }
+            t.begin_turn(Author::Tool, "42");
+            t.push_context(&[TOOL, 52, 50, END, ASSISTANT]);
+            t.begin_turn(Author::Policy, "answer");
+            for &tok in answer {
+                t.push_policy(tok, -1.5, PolicyVersion(0));
+            }
+            ScoredTrajectory {
+                trajectory: t,
+                reward: Reward {
+                    total: reward,
+                    breakdown: vec![],
+                },
+            }
+        };
+        let group = vec![episode(1, &[52, 50, END], 1.0), episode(2, &[52, END], 0.0)];
+        let batch = build_batch(std::slice::from_ref(&group), cfg.max_seq).unwrap();
+
+        // The mask, behaviour log-probs and advantages sit exactly on the positions that
+        // predict a policy token; the tool observation's positions are all zero.
+        let (b, t) = batch.packed.shape;
+        let mask: Vec<f32> = batch.packed.mask.flatten_all().unwrap().to_vec1().unwrap();
+        let adv: Vec<f32> = batch.advantages.flatten_all().unwrap().to_vec1().unwrap();
+        let beh: Vec<f32> = batch.behaviour.flatten_all().unwrap().to_vec1().unwrap();
+        for (r, s) in group.iter().enumerate() {
+            let tr = &s.trajectory;
+            let tool = tr.turns[2].start as usize;
+            for i in 1..t + 1 {
+                let policy = tr.policy.get(i).copied().unwrap_or(0) == 1;
+                let at = r * t + i - 1;
+                assert_eq!(mask[at], f32::from(u8::from(policy)), "row {r} token {i}");
+                assert_eq!(adv[at] != 0.0, policy, "row {r} token {i}");
+                assert_eq!(beh[at] != 0.0, policy, "row {r} token {i}");
+                if (tool..tool + 5).contains(&i) {
+                    assert_eq!(mask[at], 0.0, "tool token {i} is trained");
+                }
+            }
+        }
+        assert_eq!(b, 2);
+        assert_eq!(batch.tokens, 9 + 8);
+
+        // The loss is the reference kernel averaged over policy tokens only.
+        let clip = Clip {
+            low: 0.2,
+            high: 0.28,
+            tis_cap: 0.0,
+        };
+        let (loss, _) = pg_loss(&model, &batch, clip).unwrap();
+        let adv = group_advantages(&[1.0, 0.0]);
+        let (mut expected, mut n) = (0.0, 0);
+        for (s, a) in group.iter().zip(&adv) {
+            let tr = &s.trajectory;
+            for i in 1..tr.tokens.len() {
+                if tr.policy[i] == 1 {
+                    let now = model
+                        .sequence_logprobs(&tr.tokens[..i], &tr.tokens[i..=i])
+                        .unwrap();
+                    expected += troupe_kernels::clipped_pg_loss(
+                        now[0],
+                        tr.logprobs[i],
+                        *a,
+                        clip.low,
+                        clip.high,
+                    );
+                    n += 1;
+                }
+            }
+        }
+        expected /= n as f32;
+        let got = loss.to_scalar::<f32>().unwrap();
+        assert!((got - expected).abs() < 1e-4, "loss {got} vs {expected}");
+    }
 }

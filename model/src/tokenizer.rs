@@ -150,11 +150,19 @@ impl ChatTokenizer {
         out
     }
 
-    /// Tokens that follow the policy's end token when the environment answers, so the
-    /// policy speaks next: separator, the observation turn, the assistant opener.
+    /// Tokens that follow the policy's end token when the environment answers in a user
+    /// turn, so the policy speaks next: separator, the user turn, the assistant opener.
     pub fn observation(&self, content: &str) -> Vec<TokenId> {
+        self.observation_as(TurnRole::User, content)
+    }
+
+    /// Tokens that follow the policy's end token when the environment answers in a turn
+    /// of `role` (a tool's result: [`TurnRole::Tool`]): separator, that turn, the
+    /// assistant opener. The same tokens [`ChatTokenizer::encode_conversation`] puts
+    /// between the two assistant turns around it.
+    pub fn observation_as(&self, role: TurnRole, content: &str) -> Vec<TokenId> {
         let mut out = self.separator();
-        out.extend(self.turn(TurnRole::User, content));
+        out.extend(self.turn(role, content));
         out.extend(self.header(TurnRole::Assistant));
         out
     }
@@ -251,6 +259,32 @@ mod tests {
                 BOS, SYSTEM, 115, END, USER, 117, END, ASSISTANT, 97, END, TOOL, 116, END
             ]
         );
+    }
+
+    #[test]
+    fn tool_observations_sit_between_assistant_turns_as_in_training() {
+        let tok = ChatTokenizer::new();
+        let turns = [
+            (TurnRole::User, "7*6"),
+            (TurnRole::Assistant, "<call>calc 7*6</call>"),
+            (TurnRole::Tool, "42"),
+            (TurnRole::Assistant, "42"),
+        ];
+        let (t, m) = tok.encode_conversation(&turns);
+        // What a sampler holds: prompt, first action, tool observation, second action.
+        let mut episode = tok.generation_prompt("7*6");
+        episode.extend(tok.encode_text("<call>calc 7*6</call>"));
+        episode.push(END);
+        episode.extend(tok.observation_as(TurnRole::Tool, "42"));
+        episode.extend(tok.encode_text("42"));
+        episode.push(END);
+        assert_eq!(episode, t);
+        // The tool turn is context: only the two assistant turns are trained.
+        let tool = t.iter().position(|&x| x == TOOL).unwrap();
+        assert_eq!(&t[tool..tool + 5], &[TOOL, 52, 50, END, ASSISTANT]);
+        assert!(m[tool..tool + 5].iter().all(|&x| x == 0));
+        let trained: usize = m.iter().map(|&x| usize::from(x)).sum();
+        assert_eq!(trained, "<call>calc 7*6</call>".len() + 1 + 2 + 1);
     }
 
     proptest! {

@@ -132,6 +132,26 @@ fn shape_and_tokenizer_come_from_the_gguf() {
     let mut expected = tok.encode_text("1 2 3");
     expected.push(tok.end_id());
     assert_eq!(trained, expected);
+    // A tool result is a `tool` turn, as the model's template renders a tool message,
+    // followed by the assistant opener; it is context, never trained.
+    let tool = tok.observation_as(TurnRole::Tool, "2726");
+    assert_eq!(
+        chat.decode_with_specials(&tool),
+        "\n<|im_start|>tool\n2726<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let (conv, mask) = tok.encode_conversation(&[
+        (TurnRole::User, "47*58"),
+        (TurnRole::Assistant, "<call>calc 47*58</call>"),
+        (TurnRole::Tool, "2726"),
+        (TurnRole::Assistant, "2726"),
+    ]);
+    let mut sampled = tok.generation_prompt("47*58");
+    sampled.extend(tok.encode_text("<call>calc 47*58</call>"));
+    sampled.push(tok.end_id());
+    sampled.extend(&tool);
+    assert_eq!(&conv[..sampled.len()], &sampled[..]);
+    let call_end = sampled.len() - tool.len();
+    assert!(mask[call_end..sampled.len()].iter().all(|&m| m == 0));
 }
 
 #[test]

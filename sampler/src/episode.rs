@@ -1,16 +1,31 @@
 //! Token-exact episodes: the sampler appends the tokens it was given (prompt,
 //! observations) and the tokens it generated, never re-tokenising earlier turns.
+//!
+//! Each turn is tokenised once, when it arrives: the prompt and every observation
+//! alone (with the chat template's tokens around them), the policy's turns exactly as
+//! generated. The trajectory's tokens are the concatenation of those pieces, and only
+//! the policy's tokens are marked `policy` (what the RL loss trains on).
 
-use troupe_core::{PolicyVersion, Purpose, TaskSpec, TokenId, Trajectory};
-use troupe_model::tokenizer::ChatTokenizer;
+use troupe_core::{Author, PolicyVersion, Purpose, TaskSpec, TokenId, Trajectory};
+use troupe_model::tokenizer::{ChatTokenizer, TurnRole};
 
-use crate::Generation;
+use crate::{Generation, SamplerError};
 
 /// An episode in progress.
 #[derive(Debug, Clone)]
 pub struct Episode {
     trajectory: Trajectory,
     tokenizer: ChatTokenizer,
+}
+
+/// What became of an observation offered to [`Episode::push_observation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// It was appended; the policy acts next.
+    Yes,
+    /// It would leave no room for the policy's next token within `max_seq`: the episode
+    /// ends here, unchanged (so its trajectory still fits the learner's context).
+    NoRoom,
 }
 
 impl Episode {
@@ -24,6 +39,7 @@ impl Episode {
         tokenizer: ChatTokenizer,
     ) -> Self {
         let mut trajectory = Trajectory::new(id, task, purpose);
+        trajectory.begin_turn(Author::User, observation);
         trajectory.push_context(&tokenizer.generation_prompt(observation));
         Self {
             trajectory,
@@ -41,26 +57,62 @@ impl Episode {
         &self.trajectory.tokens
     }
 
+    /// Policy turns so far.
+    pub fn policy_turns(&self) -> usize {
+        self.trajectory.actions().count()
+    }
+
     /// Appends the policy's turn, generated at `version`; returns its text.
     pub fn push_generation(&mut self, generation: &Generation, version: PolicyVersion) -> String {
+        let text = self.tokenizer.decode(&generation.tokens);
+        self.trajectory.begin_turn(Author::Policy, &text);
         for (&t, &lp) in generation.tokens.iter().zip(&generation.logprobs) {
             self.trajectory.push_policy(t, lp, version);
         }
-        let text = self.tokenizer.decode(&generation.tokens);
         self.trajectory.response = text.clone();
         text
     }
 
-    /// Appends an environment observation as a user turn, ready for the next action.
-    pub fn push_observation(&mut self, observation: &str) {
-        let tokens = self.tokenizer.observation(observation);
+    /// Appends an environment observation written by `author` (the user, or a tool's
+    /// result in the template's tool role), ready for the next action, if the context
+    /// then still leaves room for at least one generated token within `max_seq`.
+    ///
+    /// Fails only for an observation claiming to be the policy's.
+    pub fn push_observation(
+        &mut self,
+        author: Author,
+        observation: &str,
+        max_seq: usize,
+    ) -> Result<Appended, SamplerError> {
+        let role = match author {
+            Author::User => TurnRole::User,
+            Author::Tool => TurnRole::Tool,
+            Author::Policy => return Err(SamplerError::PolicyObservation),
+        };
+        let tokens = self.tokenizer.observation_as(role, observation);
+        if self.trajectory.tokens.len() + tokens.len() + 1 > max_seq {
+            return Ok(Appended::NoRoom);
+        }
+        self.trajectory.begin_turn(author, observation);
         self.trajectory.push_context(&tokens);
+        Ok(Appended::Yes)
     }
 
-    /// Whether `observation` fits: after it, `room` tokens are still free for the next
-    /// action within `max_seq`. An episode whose observation does not fit ends there.
-    pub fn observation_fits(&self, observation: &str, max_seq: usize, room: usize) -> bool {
-        self.trajectory.tokens.len() + self.tokenizer.observation(observation).len() + room
+    /// Whether `observation` by `author` fits: after it, `room` tokens are still free for
+    /// the next action within `max_seq`. An episode whose observation does not fit ends
+    /// there.
+    pub fn observation_fits(
+        &self,
+        author: Author,
+        observation: &str,
+        max_seq: usize,
+        room: usize,
+    ) -> bool {
+        let role = match author {
+            Author::Tool => TurnRole::Tool,
+            Author::User | Author::Policy => TurnRole::User,
+        };
+        self.trajectory.tokens.len() + self.tokenizer.observation_as(role, observation).len() + room
             <= max_seq
     }
 
@@ -77,66 +129,4 @@ impl Episode {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn episode_keeps_tokens_exact_and_marks_policy_tokens() {
-        let task = TaskSpec {
-            id: 1,
-            prompt: "sort 21".into(),
-            answer: "12".into(),
-            difficulty: 2,
-        };
-        let mut ep = Episode::start(
-            5,
-            task,
-            Purpose::Eval { round: 0 },
-            "sort 21",
-            ChatTokenizer::new(),
-        );
-        let before = ep.context().to_vec();
-        let g = Generation {
-            tokens: vec![49, 50, troupe_model::tokenizer::END],
-            logprobs: vec![-0.1, -0.2, -0.3],
-            finished: true,
-        };
-        assert_eq!(ep.push_generation(&g, PolicyVersion(2)), "12");
-        let len = ep.context().len();
-        // "again" takes a user turn (opener, 5 bytes, end) and the assistant opener.
-        assert!(ep.observation_fits("again", len + 8 + 4, 4));
-        assert!(!ep.observation_fits("again", len + 8 + 3, 4));
-        ep.push_observation("again");
-        let t = ep.finish();
-        assert_eq!(&t.tokens[..before.len()], before.as_slice());
-        assert_eq!(t.policy_token_count(), 3);
-        assert_eq!(t.oldest_version(), Some(PolicyVersion(2)));
-        assert_eq!(t.logprobs[before.len() + 1], -0.2);
-        assert_eq!(t.response, "12");
-    }
-
-    #[test]
-    fn a_submission_replaces_the_response() {
-        let task = TaskSpec {
-            id: 1,
-            prompt: "fix it".into(),
-            answer: "codefix/off_by_one/1".into(),
-            difficulty: 0,
-        };
-        let mut ep = Episode::start(
-            1,
-            task,
-            Purpose::Eval { round: 0 },
-            "fix it",
-            ChatTokenizer::new(),
-        );
-        let g = Generation {
-            tokens: vec![60, troupe_model::tokenizer::END],
-            logprobs: vec![-0.1, -0.2],
-            finished: true,
-        };
-        ep.push_generation(&g, PolicyVersion(1));
-        ep.set_response("diff --git a/x b/x".into());
-        assert_eq!(ep.finish().response, "diff --git a/x b/x");
-    }
-}
+mod tests;

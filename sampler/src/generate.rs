@@ -98,7 +98,7 @@ pub fn generate_timed(
 /// [`generate`] with per-row sampling parameters, handing each token to `on_token(row,
 /// token, logprob)` as soon as it is drawn; a row whose callback answers [`Flow::Stop`]
 /// draws no more tokens. Row `i` may draw up to `params[i].max_new_tokens`, bounded by
-/// what the batch's longest prompt leaves of `max_seq`.
+/// what its own prompt leaves of `max_seq`.
 pub fn generate_streaming(
     model: &Transformer,
     prompts: &[Vec<TokenId>],
@@ -171,9 +171,12 @@ fn decode(
         .to_vec2()?;
     timing.prefill = started.elapsed();
 
+    // Each row may generate until its own context is full: a long batch-mate (a
+    // multi-turn episode further along) must not cut a short row's turn.
     let budgets: Vec<usize> = params
         .iter()
-        .map(|p| p.max_new_tokens.min(max_seq - longest))
+        .zip(prompts)
+        .map(|(p, prompt)| p.max_new_tokens.min(max_seq - prompt.len()))
         .collect();
     let mut out: Vec<Generation> = (0..b)
         .map(|_| Generation {
@@ -216,9 +219,11 @@ fn decode(
             break;
         }
         let keys = longest + step + 1;
+        // A row that is done is fed padding whose output is ignored; its position is
+        // clamped so it never leaves the position table.
         let pos: Vec<u32> = pads
             .iter()
-            .map(|&pad| (longest + step - pad) as u32)
+            .map(|&pad| (longest + step - pad).min(max_seq - 1) as u32)
             .collect();
         let bias: Vec<f32> = pads
             .iter()
@@ -406,6 +411,33 @@ mod tests {
             reference[0].tokens[..2.min(reference[0].tokens.len())]
         );
         assert_eq!(stopped[1], reference[1]);
+    }
+
+    #[test]
+    fn a_long_batch_mate_does_not_cut_a_short_row() {
+        // max_seq 48: the long prompt leaves room for 3 tokens, the short one for 16.
+        let m = model(6);
+        let tok = ChatTokenizer::new();
+        let short = tok.generation_prompt("sort 5312");
+        let long = tok.generation_prompt(&"9".repeat(41));
+        assert_eq!(long.len(), 45);
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_p: 1.0,
+            max_new_tokens: 16,
+        };
+        let alone = generate(&m, std::slice::from_ref(&short), &params, &mut rngs(1)).unwrap();
+        let both = generate(&m, &[short.clone(), long.clone()], &params, &mut rngs(2)).unwrap();
+        assert_eq!(both[0].tokens, alone[0].tokens);
+        assert_eq!(both[0].tokens.len(), 16);
+        assert!(both[1].tokens.len() <= 3);
+        // Both rows' log-probs are still exact.
+        for (p, g) in [(&short, &both[0]), (&long, &both[1])] {
+            let reference = m.sequence_logprobs(p, &g.tokens).unwrap();
+            for (a, b) in reference.iter().zip(&g.logprobs) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub enum SamplerError {
         /// Parameters given.
         params: usize,
     },
+    /// An environment sent an observation authored by the policy; only the policy's own
+    /// generations are its turns.
+    #[error("an observation cannot be authored by the policy")]
+    PolicyObservation,
     /// The caller passed a different number of RNGs than prompts.
     #[error("{prompts} prompts but {rngs} random generators")]
     RngCount {

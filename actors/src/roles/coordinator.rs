@@ -1,7 +1,7 @@
 //! Coordinator: drives the phases (evaluate → SFT → evaluate → RL with periodic
 //! evaluation → evaluate), hands out work, records metrics and supervises the roles.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
-use troupe_core::{Purpose, TaskSpec};
+use troupe_core::{Purpose, Reward, TaskSpec};
 use troupe_learner::SftExample;
 
 use crate::config::Roles;
@@ -20,7 +20,8 @@ use crate::remote::group;
 use crate::roles::one;
 use crate::schedule::{Schedule, ScheduleConfig};
 use crate::summary::{
-    EvalPoint, HeldoutSummary, RunState, Summary, Throughput, add_parts, write_json,
+    BreakdownMeans, EvalPoint, HeldoutSummary, RunState, Summary, Throughput, add_parts,
+    eval_sample, write_json,
 };
 
 /// Where the run resumes.
@@ -108,13 +109,45 @@ enum Label {
     Final,
 }
 
+impl Label {
+    /// The evaluation's name in `eval_samples.jsonl` and `summary.json`'s
+    /// `reward_parts.heldout`.
+    fn name(self) -> String {
+        match self {
+            Label::Initial => "initial".into(),
+            Label::AfterSft => "after_sft".into(),
+            Label::During(step) => format!("step_{step}"),
+            Label::Final => "after_rl".into(),
+        }
+    }
+}
+
+/// Held-out episodes of each evaluation written to `eval_samples.jsonl` (the tasks with
+/// the lowest ids, so every evaluation shows the same problems).
+const SAMPLES_PER_EVAL: u64 = 16;
+
 #[derive(Debug)]
 struct Round {
     label: Label,
     received: usize,
     correct: usize,
     /// Reward component sums over the round's episodes.
-    parts: std::collections::BTreeMap<String, f64>,
+    parts: BTreeMap<String, f64>,
+    /// Reward component means over the round's episodes.
+    breakdown: BreakdownMeans,
+}
+
+/// `held-out pass@1 0.560`, plus the tool-use means when the episodes called tools.
+fn eval_note(acc: f32, means: &BTreeMap<String, f32>) -> String {
+    let mut note = format!("held-out pass@1 {acc:.3}");
+    if let (Some(calls), Some(bad)) = (means.get("tool_calls"), means.get("malformed_calls"))
+        && calls + bad > 0.0
+    {
+        note.push_str(&format!(
+            ", {calls:.2} tool calls and {bad:.2} malformed per episode"
+        ));
+    }
+    note
 }
 
 /// Coordinator state.
@@ -128,6 +161,7 @@ pub struct CoordinatorState {
     rounds: HashMap<u32, Round>,
     next_round: u32,
     metrics: File,
+    samples: File,
     started: Instant,
     rl_started: Option<(Instant, f64)>,
     last_version: u64,
@@ -149,6 +183,7 @@ impl CoordinatorState {
                 received: 0,
                 correct: 0,
                 parts: Default::default(),
+                breakdown: BreakdownMeans::default(),
             },
         );
         self.schedule
@@ -204,11 +239,7 @@ impl CoordinatorState {
         Ok(())
     }
 
-    async fn on_eval(
-        &mut self,
-        round: u32,
-        reward: &troupe_core::Reward,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn on_eval(&mut self, round: u32, reward: &Reward) -> Result<(), ActorProcessingErr> {
         let n = self.args.heldout.len();
         let Some(r) = self.rounds.get_mut(&round) else {
             return Ok(());
@@ -222,6 +253,7 @@ impl CoordinatorState {
                 .iter()
                 .map(|(k, v)| (k.as_str(), f64::from(*v))),
         );
+        r.breakdown.add(reward);
         let (label, received, hits) = (r.label, r.received, r.correct);
         if !matches!(label, Label::During(_)) {
             self.args.progress.advance(
@@ -232,34 +264,28 @@ impl CoordinatorState {
         if received < n {
             return Ok(());
         }
-        let parts = self
+        let (parts, means) = self
             .rounds
             .remove(&round)
-            .map(|r| r.parts)
+            .map(|r| (r.parts, r.breakdown.means().into_iter().collect()))
             .unwrap_or_default();
-        let name = match label {
-            Label::Initial => "initial".to_string(),
-            Label::AfterSft => "after_sft".to_string(),
-            Label::During(step) => format!("step_{step}"),
-            Label::Final => "after_rl".to_string(),
-        };
-        self.args.state.reward_parts.heldout.insert(name, parts);
+        self.args.state.reward_parts.heldout.insert(label.name(), parts);
+        let means: BTreeMap<String, f32> = means;
         let acc = hits as f32 / n as f32;
+        let note = eval_note(acc, &means);
         let heldout = &mut self.args.state.heldout;
         match label {
             Label::Initial => {
                 heldout.initial = Some(acc);
-                self.args
-                    .progress
-                    .finish_phase(&format!("held-out pass@1 {acc:.3}"));
+                heldout.breakdown.initial = means;
+                self.args.progress.finish_phase(&note);
                 self.save_state()?;
                 self.start_sft()?;
             }
             Label::AfterSft => {
                 heldout.after_sft = Some(acc);
-                self.args
-                    .progress
-                    .finish_phase(&format!("held-out pass@1 {acc:.3}"));
+                heldout.breakdown.after_sft = means;
+                self.args.progress.finish_phase(&note);
                 self.save_state()?;
                 // Publication 1 is the SFT result (see `Learner::publication`).
                 self.start_rl(0, 1)?;
@@ -270,15 +296,12 @@ impl CoordinatorState {
                     pass_at_1: acc,
                 });
                 heldout.during_rl.sort_by_key(|p| p.step);
-                self.args
-                    .progress
-                    .note(&format!("RL step {step}: held-out pass@1 {acc:.3}"));
+                self.args.progress.note(&format!("RL step {step}: {note}"));
             }
             Label::Final => {
                 heldout.after_rl = Some(acc);
-                self.args
-                    .progress
-                    .finish_phase(&format!("held-out pass@1 {acc:.3}"));
+                heldout.breakdown.after_rl = means;
+                self.args.progress.finish_phase(&note);
                 self.finish().await?;
             }
         }
@@ -394,6 +417,7 @@ impl CoordinatorState {
                 after_sft: h.after_sft.unwrap_or(f32::NAN),
                 after_rl: h.after_rl.unwrap_or(f32::NAN),
                 during_rl: h.during_rl.clone(),
+                breakdown: h.breakdown.clone(),
             },
             wall_seconds: wall,
             policy_version: self.last_version,
@@ -444,6 +468,11 @@ impl Actor for Coordinator {
             .create(true)
             .append(true)
             .open(&path)?;
+        let path = args.run_dir.join("eval_samples.jsonl");
+        let samples = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         Ok(CoordinatorState {
             schedule: Schedule::new(args.schedule.clone()),
             args,
@@ -452,6 +481,7 @@ impl Actor for Coordinator {
             rounds: HashMap::new(),
             next_round: 0,
             metrics,
+            samples,
             started: Instant::now(),
             rl_started: None,
             last_version: 0,
@@ -499,6 +529,11 @@ impl Actor for Coordinator {
             }
             CoordinatorMsg::EvalResult(s) => {
                 if let Purpose::Eval { round } = s.trajectory.purpose {
+                    if s.trajectory.task.id < SAMPLES_PER_EVAL
+                        && let Some(r) = state.rounds.get(&round)
+                    {
+                        writeln!(state.samples, "{}", eval_sample(&r.label.name(), &s))?;
+                    }
                     state.on_eval(round, &s.reward).await?;
                 }
             }

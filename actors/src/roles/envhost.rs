@@ -4,7 +4,7 @@
 //! actor stays responsive and many episodes' commands run at once, up to the warm pool).
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use troupe_env::EnvHostCore;
+use troupe_env::{EnvHostCore, EnvSpec};
 use troupe_env::codefix::{CodefixConfig, CodefixHost, TaskKey};
 
 use crate::messages::EnvHostMsg;
@@ -18,6 +18,8 @@ pub struct EnvHost;
 pub struct EnvHostArgs {
     /// Most live episodes (back-pressure beyond).
     pub capacity: usize,
+    /// The environment to make for each task (the in-memory families).
+    pub spec: EnvSpec,
     /// The code-fixing environment's settings, when the run poses code-fixing tasks.
     pub codefix: Option<CodefixConfig>,
 }
@@ -52,7 +54,7 @@ impl Actor for EnvHost {
         };
         crate::remote::join(crate::remote::group::ENV_HOST, myself.get_cell());
         Ok(EnvHostState {
-            core: EnvHostCore::new(args.capacity),
+            core: EnvHostCore::new(args.capacity, args.spec),
             codefix,
         })
     }
@@ -89,7 +91,7 @@ impl Actor for EnvHost {
                         let out = host
                             .step(episode, &action)
                             .await
-                            .map(|s| (s.observation, s.done, s.submission))
+                            .map(|s| (s.observation.map(|o| (o.author, o.text)), s.done, s.submission))
                             .map_err(|e| e.to_string());
                         let _ = reply.send(out);
                     });
@@ -98,7 +100,7 @@ impl Actor for EnvHost {
                     let out = state
                         .core
                         .step(episode, &action)
-                        .map(|s| (s.observation, s.done, s.submission))
+                        .map(|s| (s.observation.map(|o| (o.author, o.text)), s.done, s.submission))
                         .map_err(|e| e.to_string());
                     let _ = reply.send(out);
                 }

@@ -68,7 +68,7 @@ impl Actor for Judge {
         match msg {
             JudgeMsg::Score(trajectory) => match TaskKey::of_task(&trajectory.task) {
                 None => {
-                    let reward = troupe_env::verify(&trajectory.task, &trajectory.response);
+                    let reward = troupe_env::score(&trajectory);
                     route(Box::new(ScoredTrajectory {
                         trajectory: *trajectory,
                         reward,

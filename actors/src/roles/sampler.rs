@@ -10,16 +10,17 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use troupe_core::{PolicyVersion, Purpose, TaskSpec};
 use troupe_model::{ModelConfig, Transformer, tokenizer::ChatTokenizer};
-use troupe_sampler::{SamplingParams, episode::Episode, generate};
+use troupe_sampler::{
+    SamplingParams,
+    episode::{Appended, Episode},
+    generate,
+};
 
 use crate::messages::{CoordinatorMsg, EnvHostMsg, JudgeMsg, SamplerMsg, Work};
 use crate::remote::{group, members};
 use crate::roles::{one, pick};
 use crate::schedule::{EVAL_ID_BIT, mix};
 use crate::weights::WeightStore;
-
-/// Most policy turns per episode.
-const MAX_TURNS: usize = 8;
 
 /// The sampler actor.
 #[derive(Debug)]
@@ -36,6 +37,8 @@ pub struct SamplerArgs {
     pub tokenizer: ChatTokenizer,
     /// Training sampling parameters (evaluation is greedy with the same token budget).
     pub params: SamplingParams,
+    /// Most policy turns per episode (`task.max_turns`).
+    pub max_turns: u32,
     /// Published weights.
     pub weights: WeightStore,
 }
@@ -103,7 +106,7 @@ impl SamplerState {
     /// their env hosts at once. An episode ends when its environment says so (with the
     /// environment's submission, if any, as the response the judge scores), when its
     /// next observation would leave less than `max_new_tokens` of context, or after
-    /// [`MAX_TURNS`]; the last two are ended on the env host with `Finish`.
+    /// `task.max_turns` turns; the last two are ended on the env host with `Finish`.
     async fn run(
         &mut self,
         jobs: Vec<Job>,
@@ -142,7 +145,7 @@ impl SamplerState {
         };
         let max_seq = a.model.max_seq;
         let mut tokens = 0u64;
-        for _ in 0..MAX_TURNS {
+        for _ in 0..a.max_turns {
             let live: Vec<usize> = (0..episodes.len()).filter(|&i| !episodes[i].1).collect();
             if live.is_empty() {
                 break;
@@ -173,10 +176,14 @@ impl SamplerState {
                     format!("env host step failed for episode {}: {e}", episode.id())
                 })?;
                 match observation {
-                    Some(obs) if !finished => {
-                        if episode.observation_fits(&obs, max_seq, params.max_new_tokens) {
-                            episode.push_observation(&obs);
-                        } else {
+                    Some((author, text)) if !finished => {
+                        // Room for the observation and a whole next action, or the
+                        // episode ends here (its environment still makes its submission).
+                        let fits =
+                            episode.observation_fits(author, &text, max_seq, params.max_new_tokens);
+                        if !fits
+                            || episode.push_observation(author, &text, max_seq)? == Appended::NoRoom
+                        {
                             cut_off.push(i);
                         }
                     }
@@ -328,6 +335,7 @@ mod tests {
             model,
             tokenizer: ChatTokenizer::new(),
             params: SamplingParams::default(),
+            max_turns: 8,
             weights: weights.clone(),
         };
         let mut state = SamplerState {

@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tempfile::TempDir;
-use troupe_core::TaskSpec;
+use troupe_core::{Author, TaskSpec};
 use troupe_sandbox::{CommandOutput, SandboxPool};
 
 use super::episode::{EpisodeCore, Next};
 use super::task::{CodefixTask, RepoFile, TaskKey, generate};
 use super::{CodefixConfig, commands};
-use crate::{EnvError, StepOutcome};
+use crate::{EnvError, Observation, StepOutcome};
 
 /// Runs code-fixing episodes for an env host.
 #[derive(Debug, Clone)]
@@ -172,7 +172,10 @@ impl CodefixHost {
         };
         match observation {
             Some(o) if !ep.core.out_of_turns() => Ok(StepOutcome {
-                observation: Some(o),
+                observation: Some(Observation {
+                    author: Author::User,
+                    text: o,
+                }),
                 done: false,
                 submission: None,
             }),

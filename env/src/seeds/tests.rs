@@ -31,7 +31,8 @@ fn accepts_a_good_line() {
         ChatMessage {
             role: Role::Assistant,
             content: "1349".into(),
-            tool_calls: None
+            tool_calls: None,
+            call: None,
         }
     );
 }
@@ -167,13 +168,57 @@ fn content_not_a_string() {
 }
 
 #[test]
-fn assistant_tool_calls_with_null_content_are_kept() {
-    let line = r#"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":null,"tool_calls":[{"id":"1"}]},{"role":"tool","content":"r"},{"role":"assistant","content":"done"}]}"#;
+fn assistant_tool_calls_with_null_content_are_kept_and_rendered() {
+    let calls = r#"[{"id":"1","type":"function","function":{"name":"calc","arguments":"{\"expression\":\"6*7\"}"}}]"#;
+    let line = format!(
+        r#"{{"messages":[{{"role":"user","content":"a"}},{{"role":"assistant","content":null,"tool_calls":{calls}}},{{"role":"tool","tool_call_id":"1","content":"42"}},{{"role":"assistant","content":"done"}}]}}"#
+    );
     let c = parse_line(line.as_bytes()).unwrap().unwrap();
     assert_eq!(c.messages.len(), 4);
     assert_eq!(c.messages[1].content, "");
-    assert_eq!(c.messages[1].tool_calls.as_deref(), Some(r#"[{"id":"1"}]"#));
+    let kept: Value = serde_json::from_str(c.messages[1].tool_calls.as_deref().unwrap()).unwrap();
+    assert_eq!(kept, serde_json::from_str::<Value>(calls).unwrap());
+    assert_eq!(c.messages[1].call.as_deref(), Some("<call>calc 6*7</call>"));
+    assert_eq!(c.messages[1].policy_text(), "<call>calc 6*7</call>");
     assert_eq!(c.messages[2].role, Role::Tool);
+    assert_eq!(c.messages[2].policy_text(), "42");
+    // Content and a call: the call follows the content on its own line.
+    let both = line.replace(r#""content":null"#, r#""content":"let me see""#);
+    let c = parse_line(both.as_bytes()).unwrap().unwrap();
+    assert_eq!(
+        c.messages[1].policy_text(),
+        "let me see\n<call>calc 6*7</call>"
+    );
+    // Calls written as content in the policy's own format are plain content.
+    let inline = r#"{"messages":[{"role":"user","content":"6*7"},{"role":"assistant","content":"<call>calc 6*7</call>"},{"role":"tool","content":"42"},{"role":"assistant","content":"42"}]}"#;
+    let c = parse_line(inline.as_bytes()).unwrap().unwrap();
+    assert_eq!(c.messages[1].policy_text(), "<call>calc 6*7</call>");
+}
+
+#[test]
+fn tool_calls_the_format_cannot_express_reject_the_line() {
+    let with = |calls: &str| {
+        format!(
+            r#"{{"messages":[{{"role":"user","content":"a"}},{{"role":"assistant","content":null,"tool_calls":{calls}}},{{"role":"tool","content":"r"}},{{"role":"assistant","content":"done"}}]}}"#
+        )
+    };
+    assert_eq!(
+        reason(&with(r#"[{"id":"1"}]"#)),
+        "messages[1]: assistant \"tool_calls\": tool_calls[0].function is missing or not an object"
+    );
+    let one = r#"{"function":{"name":"calc","arguments":"{\"e\":\"1+2\"}"}}"#;
+    assert!(reason(&with(&format!("[{one},{one}]"))).contains("2 tool calls in one message"));
+    assert!(
+        reason(&with(
+            r#"[{"function":{"name":"calc","arguments":"{\"e\":\"1/2\"}"}}]"#
+        ))
+        .contains("unsupported operator")
+    );
+    // An empty array is no call: the message then needs content.
+    assert_eq!(
+        reason(&with("[]")),
+        "messages[1]: assistant message \"content\" is null, expected a string"
+    );
 }
 
 #[test]
@@ -210,11 +255,13 @@ fn drop_heldout_removes_exactly_the_heldout_prompts() {
                 role: Role::User,
                 content: p.into(),
                 tool_calls: None,
+                call: None,
             },
             ChatMessage {
                 role: Role::Assistant,
                 content: "x".into(),
                 tool_calls: None,
+                call: None,
             },
         ],
     };

@@ -32,6 +32,8 @@ fn config_deserialises_and_rejects_unknown_keys() {
     let err = serde_json::from_str::<TaskConfig>(r#"{"famly":"add"}"#).unwrap_err();
     assert!(err.to_string().contains("famly"), "{err}");
     assert!(serde_json::from_str::<TaskConfig>(r#"{"family":"mul"}"#).is_err());
+    let calc: TaskConfig = serde_json::from_str(r#"{"family":"calc"}"#).unwrap();
+    assert_eq!(calc.family, TaskFamily::Calc);
 }
 
 #[test]
@@ -124,7 +126,7 @@ fn add_tasks_have_the_documented_shape() {
 
 #[test]
 fn train_stream_never_contains_heldout_and_ids_increase() {
-    for family in [TaskFamily::Sort, TaskFamily::Add] {
+    for family in [TaskFamily::Sort, TaskFamily::Add, TaskFamily::Calc] {
         let mut s = TaskSource::new(cfg(family), 3).unwrap();
         let mut last = None;
         for i in 0..20_000u64 {
@@ -139,7 +141,7 @@ fn train_stream_never_contains_heldout_and_ids_increase() {
 
 #[test]
 fn heldout_is_fixed_by_the_config_alone() {
-    for family in [TaskFamily::Sort, TaskFamily::Add] {
+    for family in [TaskFamily::Sort, TaskFamily::Add, TaskFamily::Calc] {
         let a = TaskSource::new(cfg(family), 1).unwrap().heldout(500);
         let mut other = TaskSource::new(cfg(family), 999).unwrap();
         other.next_train();
