@@ -65,6 +65,8 @@ pub struct StepReport {
     pub dropped_stale: u64,
     /// Trajectories in zero-signal groups, filtered.
     pub filtered_zero_signal: u64,
+    /// Trajectories in groups with a member the judge could not score, dropped.
+    pub dropped_judge_error: u64,
     /// Trajectories per staleness (index = versions behind, capped at the last bucket).
     pub staleness_histogram: Vec<u64>,
     /// Seconds the learner waited for the batch.
