@@ -35,6 +35,9 @@ pub struct ClusterConfig {
     pub rl: RlConfig,
     /// The replay buffer's durable log.
     pub buffer: BufferSettings,
+    /// How judges score: weighted components (hidden tests, a rule, an LLM judge) and
+    /// the LLM judge's client. Default: the task's verifier alone.
+    pub judge: troupe_judge::JudgeConfig,
     /// Optimizer.
     pub optim: OptimConfig,
 }
@@ -445,6 +448,17 @@ impl ClusterConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.model.validate().map_err(|e| format!("[model] {e}"))?;
+        let judge = self.judge.reward_spec().map_err(|e| e.to_string())?;
+        if judge.needs_tests() {
+            let family = match self.task.family {
+                TaskFamily::Sort => "sort",
+                TaskFamily::Add => "add",
+            };
+            return Err(format!(
+                "judge.components.tests: the built-in {family:?} task has no hidden tests \
+                 (only environments that run tests can supply this component)"
+            ));
+        }
         self.task
             .task_config()
             .validate()
@@ -617,6 +631,76 @@ mod tests {
             assert!(
                 ClusterConfig::parse(bad, Path::new("c.toml")).is_err(),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn judge_section_parses_and_defaults_to_the_verifier() {
+        let default = ClusterConfig::parse(EMBEDDED_DEFAULT, Path::new("cluster.toml")).unwrap();
+        let spec = default.judge.reward_spec().unwrap();
+        assert!(!spec.needs_llm() && !spec.needs_tests());
+        let text = "[judge]\ncomponents = { rules = 0.3, llm = 0.7 }\n\
+                    [judge.llm]\nbase_url = \"http://127.0.0.1:8080/v1\"\nmodel = \"smol\"\n\
+                    api_key_env = \"JUDGE_KEY\"\nmax_calls = 100\n";
+        let cfg = ClusterConfig::parse(text, Path::new("c.toml")).unwrap();
+        let llm = cfg.judge.llm.as_ref().unwrap();
+        assert_eq!(
+            (llm.max_calls, llm.api_key_env.as_deref()),
+            (100, Some("JUDGE_KEY"))
+        );
+        assert!(cfg.judge.reward_spec().unwrap().needs_llm());
+    }
+
+    #[test]
+    fn judge_errors_name_file_line_and_key() {
+        // Unknown keys: serde names the line and the key.
+        for (text, line, key) in [
+            (
+                "[judge]\ncomponents = { rules = 1.0 }\nweights = 2\n",
+                "line 3",
+                "weights",
+            ),
+            (
+                "[judge]\ncomponents = { llm = 1.0 }\n[judge.llm]\nbase_url = \"http://h/v1\"\nmodel = \"m\"\napi_key = \"sk-secret\"\n",
+                "line 6",
+                "api_key",
+            ),
+            ("[judge]\ncomponents = { rule = 1.0 }\n", "line 2", "rule"),
+        ] {
+            let err = ClusterConfig::parse(text, Path::new("my.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("my.toml") && err.contains(line) && err.contains(key),
+                "{text}: {err}"
+            );
+        }
+        // Bad values: the message names the key.
+        for (text, key) in [
+            (
+                "[judge]\ncomponents = { llm = 1.0 }\n",
+                "judge.components.llm",
+            ),
+            (
+                "[judge]\ncomponents = { llm = 1.0 }\n[judge.llm]\nbase_url = \"localhost\"\nmodel = \"m\"\n",
+                "judge.llm.base_url",
+            ),
+            (
+                "[judge]\ncomponents = { tests = 1.0 }\n",
+                "judge.components.tests",
+            ),
+            (
+                "[judge]\nrule = \"regex\"\npattern = \"[\"\n",
+                "judge.pattern",
+            ),
+        ] {
+            let err = ClusterConfig::parse(text, Path::new("my.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("my.toml") && err.contains(key),
+                "{text}: {err}"
             );
         }
     }

@@ -19,7 +19,7 @@ use crate::roles::{
     buffer::{Buffer, BufferArgs},
     coordinator::{Coordinator, CoordinatorArgs, StartPoint},
     envhost::EnvHost,
-    judge::Judge,
+    judge::{Judge, JudgeArgs},
     learner::{LearnerActor, LearnerArgs},
     sampler::{Sampler, SamplerArgs},
 };
@@ -357,6 +357,7 @@ pub(crate) async fn spawn_coordinator(
         // The buffer's counts cover the whole run unless a resumed run lost them with
         // an in-memory buffer.
         buffer_accounting: cfg.buffer.log || !head.resumed,
+        judge_metrics: cfg.judge.components.llm.is_some(),
     };
     let (coordinator, handle) =
         Actor::spawn(Some("coordinator".into()), Coordinator, coordinator_args)
@@ -458,7 +459,10 @@ pub(crate) async fn spawn_roles(
         .await?;
     }
     for i in 0..roles.judges {
-        start(format!("judge-{i}"), Judge, (), &supervisor, "judge").await?;
+        let args = JudgeArgs {
+            config: cfg.judge.clone(),
+        };
+        start(format!("judge-{i}"), Judge, args, &supervisor, "judge").await?;
     }
     if roles.learner {
         let head = ctx
