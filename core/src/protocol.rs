@@ -55,7 +55,8 @@ pub struct StepReport {
     pub publication: u64,
     /// Surrogate loss (0 when the batch had no signal).
     pub loss: f32,
-    /// Mean reward over the batch's trajectories (all groups, filtered ones included).
+    /// Mean reward over the batch's trajectories that have one (all groups, filtered
+    /// ones included; judge errors have none; 0 when no trajectory has one).
     pub mean_reward: f32,
     /// Trajectories trained on.
     pub trained: u64,

@@ -151,12 +151,26 @@ impl Scorer {
             llm,
         };
         let reward = self.spec.combine(task, response, scores);
-        let mut s = lock(&self.stats);
-        match &reward {
-            Ok(_) => s.scored += 1,
-            Err(u) => {
-                s.unscored += 1;
-                tracing::warn!(task = task.id, error = %u, "trajectory left unscored");
+        let first_unscored = {
+            let mut s = lock(&self.stats);
+            match &reward {
+                Ok(_) => {
+                    s.scored += 1;
+                    false
+                }
+                Err(_) => {
+                    s.unscored += 1;
+                    s.unscored == 1
+                }
+            }
+        };
+        // Once per judge at warn level; every one is counted in the metrics.
+        if let Err(u) = &reward {
+            if first_unscored {
+                tracing::warn!(task = task.id, error = %u,
+                    "a trajectory was left unscored (further ones are counted in metrics, logged at debug)");
+            } else {
+                tracing::debug!(task = task.id, error = %u, "trajectory left unscored");
             }
         }
         reward
