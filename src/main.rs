@@ -166,11 +166,16 @@ fn print_table(s: &Summary) {
         );
     }
     println!(
-        "  trajectories      generated {}   trained {}   dropped stale {}   filtered zero-signal {}   in flight {}{}",
+        "  trajectories      generated {}   trained {}   dropped stale {}   filtered zero-signal {}{}   in flight {}{}",
         t.generated,
         t.trained,
         t.dropped_stale,
         t.filtered_zero_signal,
+        if t.dropped_judge_error > 0 {
+            format!("   dropped judge error {}", t.dropped_judge_error)
+        } else {
+            String::new()
+        },
         t.in_flight,
         if t.duplicates > 0 {
             format!("   resent (ignored) {}", t.duplicates)
@@ -182,6 +187,22 @@ fn print_table(s: &Summary) {
         "  throughput        sampled {:.0} tok/s   trained {:.0} tok/s   (over {:.1} s of RL)",
         s.throughput.sampled_tokens_per_s, s.throughput.trained_tokens_per_s, s.rl_seconds
     );
+    if let Some(j) = &s.judge {
+        println!(
+            "  judge             scored {}   unscored {}   calls {} ({} failed, {} retries, {} timeouts, {} HTTP errors)   malformed verdicts {}   tokens {}   latency p50 {:.0} ms p99 {:.0} ms",
+            j.scored,
+            j.unscored,
+            j.calls,
+            j.failures,
+            j.retries,
+            j.timeouts,
+            j.http_errors,
+            j.malformed_verdicts,
+            j.budget.tokens,
+            j.latency.p50_ms,
+            j.latency.p99_ms
+        );
+    }
     println!(
         "  policy            version {} after {} RL steps   wall {:.1} s",
         s.policy_version, s.rl_steps, s.wall_seconds

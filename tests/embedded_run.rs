@@ -415,3 +415,124 @@ fn samples_older_than_max_staleness_are_dropped_and_counted() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `troupe run` with an LLM in the reward, judged by a real llama.cpp server (SmolLM2):
+/// the judges' counters reach every metrics line and the summary, and trajectories the
+/// judge could not score are dropped and counted, never trained on with a made-up reward.
+/// A second run with a one-call budget shows the failure path end to end: every group
+/// with an unscored member is dropped and the run still completes.
+#[test]
+fn llm_judge_counters_reach_metrics_and_failures_are_dropped_not_trained() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if std::env::var("TROUPE_SKIP_LLAMA_SERVER").is_ok_and(|v| v == "1") {
+        eprintln!("TROUPE_SKIP_LLAMA_SERVER=1: the llama.cpp judge run is skipped");
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let python = std::env::var("TROUPE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let model = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    ));
+    let server = rt
+        .block_on(troupe_judge::llama_server::LlamaServer::start(
+            &python,
+            model,
+            Duration::from_secs(180),
+        ))
+        .unwrap_or_else(|e| panic!("{e} (TROUPE_SKIP_LLAMA_SERVER=1 skips this on purpose)"));
+    let dir = temp_dir("judge");
+    let run = |name: &str, budget: &str| {
+        let cfg = config(
+            &dir,
+            &[
+                ("task", "heldout_size", "4"),
+                ("sft", "steps", "30"),
+                ("rl", "steps", "3"),
+                ("rl", "group_size", "2"),
+                ("rl", "groups_per_batch", "2"),
+                ("rl", "groups_per_sampler", "1"),
+                ("rl", "eval_every", "0"),
+            ],
+        );
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str(&format!(
+            "\n[judge]\ncomponents = {{ rules = 0.5, llm = 0.5 }}\n[judge.llm]\n\
+             base_url = \"{}\"\nmodel = \"smol\"\nmax_tokens_per_call = 24\n\
+             max_concurrency = 2\n{budget}\n",
+            server.base_url()
+        ));
+        std::fs::write(&cfg, text).unwrap();
+        let out = dir.join(name);
+        let (summary, stderr) = run_ok(
+            troupe()
+                .args(["run", "--config"])
+                .arg(&cfg)
+                .arg("--out")
+                .arg(&out),
+        );
+        (summary, metrics(&out), stderr)
+    };
+
+    // An unlimited budget: every trajectory of the 3 trained batches (2 x 2 each) and
+    // of the 3 evaluations (4 each) was judged before the run ended.
+    let (summary, lines, stderr) = run("open", "");
+    let j = &summary["judge"];
+    // The scheduler never issues a batch past the last step, so no call is in flight
+    // when the run ends: one call per judged trajectory, every one accounted for.
+    let judged = f(j, &["scored"]) + f(j, &["unscored"]);
+    assert_eq!(judged, 3.0 * 4.0 + 3.0 * 4.0, "{j}\n{stderr}");
+    assert_eq!(f(j, &["calls"]), judged);
+    assert_eq!(
+        f(j, &["verdicts"]) + f(j, &["malformed_verdicts"]),
+        f(j, &["successes"])
+    );
+    assert_eq!(
+        f(j, &["failures"]),
+        f(j, &["unscored"]) - f(j, &["malformed_verdicts"])
+    );
+    assert!(f(j, &["budget", "prompt_tokens"]) > 0.0 && f(j, &["latency", "p50_ms"]) > 0.0);
+    assert!(f(j, &["peak_in_flight"]) <= 2.0);
+    assert_eq!(lines.len(), 3);
+    let mut calls = 0.0;
+    for l in &lines {
+        let c = f(l, &["judge", "calls"]);
+        assert!(c >= calls, "judge calls went down: {l}");
+        calls = c;
+        for key in [
+            &["judge", "latency", "p99_ms"][..],
+            &["judge", "budget", "tokens"],
+        ] {
+            f(l, key);
+        }
+    }
+    let t = &summary["trajectories"];
+    let accounted = f(t, &["trained"])
+        + f(t, &["dropped_stale"])
+        + f(t, &["filtered_zero_signal"])
+        + f(t, &["dropped_judge_error"])
+        + f(t, &["in_flight"]);
+    assert_eq!(f(t, &["generated"]), accounted, "{t}");
+    let per_step: f64 = lines.iter().map(|l| f(l, &["dropped_judge_error"])).sum();
+    assert_eq!(per_step, f(t, &["dropped_judge_error"]));
+    if f(j, &["unscored"]) == 0.0 {
+        assert_eq!(f(t, &["dropped_judge_error"]), 0.0);
+    }
+
+    // One request for the whole run: every later trajectory is refused by the budget,
+    // so every trained batch is dropped for judge errors and nothing is trained.
+    let (summary, lines, stderr) = run("budget", "max_calls = 1");
+    let j = &summary["judge"];
+    assert_eq!(f(j, &["requests"]), 1.0, "{j}\n{stderr}");
+    assert_eq!(f(j, &["calls"]), 24.0, "{j}");
+    assert_eq!(f(j, &["budget", "refusals"]), 23.0, "{j}");
+    assert!(f(j, &["unscored"]) >= 23.0, "{j}");
+    let t = &summary["trajectories"];
+    assert_eq!(f(t, &["trained"]), 0.0, "{t}");
+    assert_eq!(f(t, &["dropped_judge_error"]), 3.0 * 4.0, "{t}");
+    assert!(lines.iter().all(|l| f(l, &["trained"]) == 0.0));
+    assert!(summary["heldout"]["after_rl"].is_null(), "{summary}");
+    assert!(stderr.contains("could not score"), "{stderr}");
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -37,6 +37,9 @@ pub struct ClusterConfig {
     pub rl: RlConfig,
     /// The replay buffer's durable log.
     pub buffer: BufferSettings,
+    /// How judges score: weighted components (hidden tests, a rule, an LLM judge) and
+    /// the LLM judge's client. Default: the task's verifier alone.
+    pub judge: troupe_judge::JudgeConfig,
     /// Optimizer.
     pub optim: OptimConfig,
 }
@@ -385,6 +388,25 @@ impl Default for OptimConfig {
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../cluster.toml");
 
 impl ClusterConfig {
+    /// The `[judge]` table judges run with. A code-fixing run left on the default
+    /// components (the verifier's exact-match rule, which a diff never meets) is judged
+    /// by its hidden tests alone: `{ tests = 1.0 }`.
+    pub fn judge(&self) -> troupe_judge::JudgeConfig {
+        let mut judge = self.judge.clone();
+        let default = troupe_judge::JudgeConfig::default();
+        if self.task.family == TaskFamily::Codefix
+            && judge.components == default.components
+            && judge.rule == default.rule
+        {
+            judge.components = troupe_judge::Components {
+                tests: Some(1.0),
+                rules: None,
+                llm: None,
+            };
+        }
+        judge
+    }
+
     /// The code-fixing settings when the run poses code-fixing tasks.
     pub fn codefix(&self) -> Option<troupe_env::codefix::CodefixConfig> {
         (self.task.family == TaskFamily::Codefix).then(|| self.codefix.clone())
@@ -475,6 +497,20 @@ impl ClusterConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.model.validate().map_err(|e| format!("[model] {e}"))?;
+        let judge = self.judge().reward_spec().map_err(|e| e.to_string())?;
+        let family = self.task.family;
+        if judge.needs_tests() != (family == TaskFamily::Codefix) {
+            return Err(if family == TaskFamily::Codefix {
+                "judge.components: a code-fixing run is judged by its hidden tests; \
+                 give `tests` a weight (the default does)"
+                    .to_string()
+            } else {
+                format!(
+                    "judge.components.tests: the {family:?} task family has no hidden tests \
+                     (only the \"codefix\" family runs tests)"
+                )
+            });
+        }
         self.task
             .task_config()
             .validate()
@@ -666,6 +702,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.codefix().map(|c| c.max_turns), Some(5));
+        // Judged by the hidden tests unless told otherwise; never by exact match alone.
+        let spec = cfg.judge().reward_spec().unwrap();
+        assert!(spec.needs_tests() && spec.rules.is_none());
+        let err = ClusterConfig::parse(
+            "[task]\nfamily = \"codefix\"\n[judge]\nrule = \"format\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("judge.components"), "{err}");
         assert!(ClusterConfig::default().codefix().is_none());
         for bad in ["[codefix]\nmax_turn = 5\n", "[codefix]\nsandboxes = 0\n"] {
             let err = ClusterConfig::parse(bad, Path::new("c.toml"))
@@ -674,6 +720,76 @@ mod tests {
             assert!(
                 err.contains("max_turn") || err.contains("sandboxes"),
                 "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn judge_section_parses_and_defaults_to_the_verifier() {
+        let default = ClusterConfig::parse(EMBEDDED_DEFAULT, Path::new("cluster.toml")).unwrap();
+        let spec = default.judge.reward_spec().unwrap();
+        assert!(!spec.needs_llm() && !spec.needs_tests());
+        let text = "[judge]\ncomponents = { rules = 0.3, llm = 0.7 }\n\
+                    [judge.llm]\nbase_url = \"http://127.0.0.1:8080/v1\"\nmodel = \"smol\"\n\
+                    api_key_env = \"JUDGE_KEY\"\nmax_calls = 100\n";
+        let cfg = ClusterConfig::parse(text, Path::new("c.toml")).unwrap();
+        let llm = cfg.judge.llm.as_ref().unwrap();
+        assert_eq!(
+            (llm.max_calls, llm.api_key_env.as_deref()),
+            (100, Some("JUDGE_KEY"))
+        );
+        assert!(cfg.judge.reward_spec().unwrap().needs_llm());
+    }
+
+    #[test]
+    fn judge_errors_name_file_line_and_key() {
+        // Unknown keys: serde names the line and the key.
+        for (text, line, key) in [
+            (
+                "[judge]\ncomponents = { rules = 1.0 }\nweights = 2\n",
+                "line 3",
+                "weights",
+            ),
+            (
+                "[judge]\ncomponents = { llm = 1.0 }\n[judge.llm]\nbase_url = \"http://h/v1\"\nmodel = \"m\"\napi_key = \"sk-secret\"\n",
+                "line 6",
+                "api_key",
+            ),
+            ("[judge]\ncomponents = { rule = 1.0 }\n", "line 2", "rule"),
+        ] {
+            let err = ClusterConfig::parse(text, Path::new("my.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("my.toml") && err.contains(line) && err.contains(key),
+                "{text}: {err}"
+            );
+        }
+        // Bad values: the message names the key.
+        for (text, key) in [
+            (
+                "[judge]\ncomponents = { llm = 1.0 }\n",
+                "judge.components.llm",
+            ),
+            (
+                "[judge]\ncomponents = { llm = 1.0 }\n[judge.llm]\nbase_url = \"localhost\"\nmodel = \"m\"\n",
+                "judge.llm.base_url",
+            ),
+            (
+                "[judge]\ncomponents = { tests = 1.0 }\n",
+                "judge.components.tests",
+            ),
+            (
+                "[judge]\nrule = \"regex\"\npattern = \"[\"\n",
+                "judge.pattern",
+            ),
+        ] {
+            let err = ClusterConfig::parse(text, Path::new("my.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("my.toml") && err.contains(key),
+                "{text}: {err}"
             );
         }
     }

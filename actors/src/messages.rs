@@ -5,6 +5,7 @@
 use ractor::RpcReplyPort;
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use troupe_core::{Author, ScoredTrajectory, TaskSpec, Trajectory};
+use troupe_judge::JudgeStats;
 
 use crate::remote;
 
@@ -44,6 +45,14 @@ pub enum CoordinatorMsg {
     },
     /// An RL step finished.
     Stepped(Box<StepReport>),
+    /// A judge's cumulative counters (sent by judges with an LLM component, at most a
+    /// few times a second).
+    JudgeStats {
+        /// The judge's instance id (random per actor start).
+        judge: u64,
+        /// Its counters so far.
+        stats: Box<JudgeStats>,
+    },
 }
 
 /// Sampler inbox.
@@ -77,12 +86,11 @@ pub enum JudgeMsg {
     /// Score a finished trajectory and forward it (buffer for training, coordinator
     /// for evaluation).
     Score(Box<Trajectory>),
-    /// A trajectory scored off the actor (hidden tests run in a task); forward it.
-    /// Node-local: the judge sends it to itself.
+    /// A trajectory scored by one of the judge's own tasks (hidden tests, an LLM
+    /// verdict), to forward (never crosses the network).
     Scored(Box<ScoredTrajectory>),
-    /// Scoring off the actor failed (the judge's own sandbox could not run); the judge
-    /// fails with it. Node-local.
-    Failed(String),
+    /// Reply with the judge's instance id and cumulative counters.
+    Stats(RpcReplyPort<(u64, JudgeStats)>),
 }
 
 /// Replay buffer inbox.
@@ -159,6 +167,9 @@ impl ractor::Message for CoordinatorMsg {
                 trajectories,
             } => remote::cast("Sampled", &(sampler, publication, tokens, trajectories)),
             CoordinatorMsg::EvalResult(s) => remote::cast("EvalResult", &*s),
+            CoordinatorMsg::JudgeStats { judge, stats } => {
+                remote::cast("JudgeStats", &(judge, *stats))
+            }
             _ => Err(BoxedDowncastErr),
         }
     }
@@ -185,6 +196,13 @@ impl ractor::Message for CoordinatorMsg {
                     })
                 }
                 "EvalResult" => Ok(CoordinatorMsg::EvalResult(Box::new(remote::decode(&args)?))),
+                "JudgeStats" => {
+                    let (judge, stats): (u64, JudgeStats) = remote::decode(&args)?;
+                    Ok(CoordinatorMsg::JudgeStats {
+                        judge,
+                        stats: Box::new(stats),
+                    })
+                }
                 _ => Err(BoxedDowncastErr),
             },
             _ => Err(BoxedDowncastErr),
@@ -249,7 +267,8 @@ impl ractor::Message for JudgeMsg {
     fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
         match self {
             JudgeMsg::Score(t) => remote::cast("Score", &*t),
-            JudgeMsg::Scored(_) | JudgeMsg::Failed(_) => Err(BoxedDowncastErr),
+            JudgeMsg::Stats(reply) => remote::call("Stats", &(), reply),
+            JudgeMsg::Scored(_) => Err(BoxedDowncastErr),
         }
     }
 
@@ -257,6 +276,15 @@ impl ractor::Message for JudgeMsg {
         match msg {
             SerializedMessage::Cast { variant, args, .. } if variant == "Score" => {
                 Ok(JudgeMsg::Score(Box::new(remote::decode(&args)?)))
+            }
+            SerializedMessage::Call {
+                variant,
+                args,
+                reply,
+                ..
+            } if variant == "Stats" => {
+                let () = remote::decode(&args)?;
+                Ok(JudgeMsg::Stats(remote::reply_port(reply)))
             }
             _ => Err(BoxedDowncastErr),
         }
@@ -359,6 +387,7 @@ mod tests {
             trained_tokens: 40,
             dropped_stale: 0,
             filtered_zero_signal: 8,
+            dropped_judge_error: 0,
             staleness_histogram: vec![0, 8, 0],
             wait_seconds: 0.1,
             train_seconds: 0.2,
@@ -397,6 +426,49 @@ mod tests {
             metadata: None,
         };
         assert!(EnvHostMsg::deserialize(bad).is_err());
+    }
+
+    #[test]
+    fn judge_messages_cross_the_wire_and_local_ones_do_not() {
+        use ractor::Message;
+        let task = TaskSpec {
+            id: 3,
+            prompt: "sort 21".into(),
+            answer: "12".into(),
+            difficulty: 2,
+        };
+        let t = Trajectory::new(9, task, troupe_core::Purpose::Eval { round: 1 });
+        let wire = JudgeMsg::Score(Box::new(t.clone())).serialize().unwrap();
+        assert!(matches!(JudgeMsg::deserialize(wire), Ok(JudgeMsg::Score(x)) if *x == t));
+        let scored = ScoredTrajectory {
+            trajectory: t,
+            reward: troupe_core::Reward::judge_error("llm"),
+        };
+        assert!(JudgeMsg::Scored(Box::new(scored)).serialize().is_err());
+
+        let mut stats = JudgeStats {
+            calls: 4,
+            malformed_verdicts: 1,
+            last_malformed: "I think so".into(),
+            ..JudgeStats::default()
+        };
+        stats.latency.record(std::time::Duration::from_millis(12));
+        let msg = CoordinatorMsg::JudgeStats {
+            judge: 77,
+            stats: Box::new(stats.clone()),
+        };
+        match CoordinatorMsg::deserialize(msg.serialize().unwrap()) {
+            Ok(CoordinatorMsg::JudgeStats { judge, stats: s }) => {
+                assert_eq!((judge, *s), (77, stats));
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = SerializedMessage::Cast {
+            variant: "JudgeStats".into(),
+            args: vec![2, 0, 255, 255, 255, 255, 255, 255, 255, 127],
+            metadata: None,
+        };
+        assert!(CoordinatorMsg::deserialize(bad).is_err());
     }
 
     #[test]

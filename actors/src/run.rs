@@ -397,6 +397,7 @@ pub(crate) async fn spawn_coordinator(
         // The buffer's counts cover the whole run unless a resumed run lost them with
         // an in-memory buffer.
         buffer_accounting: cfg.buffer.log || !head.resumed,
+        judge_metrics: cfg.judge.components.llm.is_some(),
     };
     let (coordinator, handle) =
         Actor::spawn(Some("coordinator".into()), Coordinator, coordinator_args)
@@ -505,6 +506,7 @@ pub(crate) async fn spawn_roles(
     for i in 0..roles.judges {
         let args = JudgeArgs {
             codefix: cfg.codefix(),
+            config: cfg.judge(),
         };
         start(format!("judge-{i}"), Judge, args, &supervisor, "judge").await?;
     }

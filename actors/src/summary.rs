@@ -112,7 +112,8 @@ pub struct EvalPoint {
     pub pass_at_1: f32,
 }
 
-/// Trajectory accounting: `generated = trained + dropped_stale + filtered_zero_signal + in_flight`.
+/// Trajectory accounting:
+/// `generated = trained + dropped_stale + filtered_zero_signal + dropped_judge_error + in_flight`.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct TrajectoryCounts {
     /// Training trajectories the samplers produced and the buffer accepted.
@@ -123,6 +124,9 @@ pub struct TrajectoryCounts {
     pub dropped_stale: u64,
     /// In groups whose rewards were all equal.
     pub filtered_zero_signal: u64,
+    /// In groups with a member the judge could not score (see `[judge]`).
+    #[serde(default)]
+    pub dropped_judge_error: u64,
     /// Still held by the buffer when the run ended.
     pub in_flight: u64,
     /// Resent trajectories the buffer ignored (a resumed run regenerates batches the
@@ -207,6 +211,9 @@ pub struct Summary {
     /// Reward component sums: every integrity case counted.
     #[serde(default)]
     pub reward_parts: RewardParts,
+    /// The judges' counters (this session's), when a judge calls an LLM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<troupe_judge::JudgeReport>,
 }
 
 /// Held-out accuracies in the summary (all phases finished).

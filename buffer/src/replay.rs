@@ -25,11 +25,14 @@ struct Held {
     members: Vec<ScoredTrajectory>,
     /// Oldest policy version among the members' policy tokens.
     oldest: Option<PolicyVersion>,
-    /// Smallest and largest `reward.total` among the members.
+    /// Smallest and largest `reward.total` among the members that have a reward.
     reward_lo: f32,
     reward_hi: f32,
-    /// Sum of the members' `reward.total` in id order; set when the group completes.
+    /// Sum of the members' `reward.total` in id order (judge errors excluded); set when
+    /// the group completes.
     reward_sum: f64,
+    /// Members without a reward ([`troupe_core::Reward::is_judge_error`]).
+    unscored: u64,
 }
 
 impl Held {
@@ -40,6 +43,7 @@ impl Held {
             reward_lo: f32::INFINITY,
             reward_hi: f32::NEG_INFINITY,
             reward_sum: 0.0,
+            unscored: 0,
         }
     }
 
@@ -50,8 +54,12 @@ impl Held {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.reward_lo = self.reward_lo.min(t.reward.total);
-        self.reward_hi = self.reward_hi.max(t.reward.total);
+        if t.reward.is_judge_error() {
+            self.unscored += 1;
+        } else {
+            self.reward_lo = self.reward_lo.min(t.reward.total);
+            self.reward_hi = self.reward_hi.max(t.reward.total);
+        }
         let id = t.trajectory.id;
         let at = self.members.partition_point(|m| m.trajectory.id < id);
         self.members.insert(at, t);
@@ -63,6 +71,7 @@ impl Held {
         self.reward_sum = self
             .members
             .iter()
+            .filter(|m| !m.reward.is_judge_error())
             .map(|m| f64::from(m.reward.total))
             .sum::<f64>();
     }
@@ -189,7 +198,8 @@ impl ReplayBuffer {
 
     /// Pipelined mode: serves batch `batch` once all of its `groups_per_batch` groups are
     /// complete (`None` until then, and for a batch already taken). Each group is
-    /// dropped if stale at `current`, filtered if its rewards are all equal, else kept.
+    /// dropped if stale at `current`, dropped if a member has no reward (a judge
+    /// error), filtered if its rewards are all equal, else kept.
     pub fn take_batch(&mut self, batch: u64, current: PolicyVersion) -> Option<Batch> {
         self.take_batch_with_record(batch, current).map(|(b, _)| b)
     }
@@ -245,11 +255,14 @@ impl ReplayBuffer {
             groups: Vec::with_capacity(keys.len()),
             dropped_stale: 0,
             filtered_zero_signal: 0,
+            dropped_judge_error: 0,
             dropped_stale_groups: 0,
             filtered_groups: 0,
+            judge_error_groups: 0,
             reward_sum: 0.0,
             taken: 0,
             reward_parts: Vec::new(),
+            unscored: 0,
         };
         let mut record = Take {
             batch,
@@ -261,6 +274,7 @@ impl ReplayBuffer {
             let held = self.remove_complete(key, fate);
             let n = held.members.len() as u64;
             out.taken += n;
+            out.unscored += held.unscored;
             out.reward_sum += held.reward_sum;
             for m in &held.members {
                 out.add_reward_parts(&m.reward);
@@ -273,6 +287,10 @@ impl ReplayBuffer {
                 Fate::Dropped(DropReason::ZeroSignal) => {
                     out.filtered_zero_signal += n;
                     out.filtered_groups += 1;
+                }
+                Fate::Dropped(DropReason::JudgeError) => {
+                    out.dropped_judge_error += n;
+                    out.judge_error_groups += 1;
                 }
                 Fate::Served => out.groups.push(Group {
                     batch: key.0,
@@ -297,6 +315,8 @@ impl ReplayBuffer {
             .is_some_and(|v| v.staleness(current) > self.cfg.max_staleness)
         {
             Fate::Dropped(DropReason::Stale)
+        } else if held.unscored > 0 {
+            Fate::Dropped(DropReason::JudgeError)
         } else if held.reward_hi - held.reward_lo <= ZERO_SIGNAL_EPSILON {
             Fate::Dropped(DropReason::ZeroSignal)
         } else {
@@ -328,6 +348,10 @@ impl ReplayBuffer {
             Fate::Dropped(DropReason::ZeroSignal) => {
                 self.counts.filtered_zero_signal += n;
                 self.counts.filtered_groups += 1;
+            }
+            Fate::Dropped(DropReason::JudgeError) => {
+                self.counts.dropped_judge_error += n;
+                self.counts.judge_error_groups += 1;
             }
             Fate::Served => {
                 self.counts.served += n;

@@ -32,6 +32,10 @@ pub enum DropReason {
     Stale,
     /// All rewards were equal: no advantage, nothing to learn.
     ZeroSignal,
+    /// A member has no reward: its judge failed
+    /// ([`Reward::judge_error`](troupe_core::Reward::judge_error)), so the group's
+    /// advantages cannot be computed.
+    JudgeError,
 }
 
 /// What became of a taken group.
@@ -106,18 +110,26 @@ pub struct Batch {
     pub dropped_stale: u64,
     /// Trajectories filtered because their group had no reward spread.
     pub filtered_zero_signal: u64,
+    /// Trajectories dropped because a member of their group has no reward.
+    pub dropped_judge_error: u64,
     /// Groups dropped as stale.
     pub dropped_stale_groups: u32,
     /// Groups filtered for zero signal.
     pub filtered_groups: u32,
-    /// Sum of `reward.total` over every trajectory taken (kept, stale or filtered).
+    /// Groups dropped for a judge error.
+    pub judge_error_groups: u32,
+    /// Sum of `reward.total` over every trajectory taken (kept or dropped) that has a
+    /// reward (judge errors excluded).
     pub reward_sum: f64,
-    /// Trajectories taken (kept, stale or filtered).
+    /// Trajectories taken (kept or dropped).
     pub taken: u64,
     /// Sum of each named reward component (`reward.breakdown`) over every trajectory
     /// taken, in order of first appearance: with 0/1 components, the count of each case
     /// (e.g. a code-fixing judge's `solved`, `no_tests`, `timeout`).
     pub reward_parts: Vec<(String, f64)>,
+    /// Trajectories taken without a reward (judge errors); `reward_sum` averages
+    /// over `taken - unscored`.
+    pub unscored: u64,
 }
 
 impl Batch {
@@ -149,7 +161,7 @@ pub enum InsertOutcome {
 }
 
 /// Running totals. Trajectory counts satisfy
-/// `inserted == served + dropped_stale + filtered_zero_signal + pending`.
+/// `inserted == served + dropped_stale + filtered_zero_signal + dropped_judge_error + pending`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode)]
 pub struct Counts {
     /// Trajectories accepted (duplicates excluded).
@@ -162,6 +174,8 @@ pub struct Counts {
     pub dropped_stale: u64,
     /// Trajectories filtered for zero signal.
     pub filtered_zero_signal: u64,
+    /// Trajectories dropped because a member of their group has no reward.
+    pub dropped_judge_error: u64,
     /// Trajectories held now.
     pub pending: u64,
     /// Groups handed to the learner.
@@ -170,6 +184,8 @@ pub struct Counts {
     pub dropped_stale_groups: u64,
     /// Groups filtered for zero signal.
     pub filtered_groups: u64,
+    /// Groups dropped for a judge error.
+    pub judge_error_groups: u64,
     /// Groups held now (incomplete or complete).
     pub held_groups: u64,
     /// Complete groups held now.
@@ -179,6 +195,11 @@ pub struct Counts {
 impl Counts {
     /// Whether the trajectory conservation law holds.
     pub fn is_consistent(&self) -> bool {
-        self.inserted == self.served + self.dropped_stale + self.filtered_zero_signal + self.pending
+        self.inserted
+            == self.served
+                + self.dropped_stale
+                + self.filtered_zero_signal
+                + self.dropped_judge_error
+                + self.pending
     }
 }

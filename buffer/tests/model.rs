@@ -27,7 +27,8 @@ enum Op {
     },
 }
 
-/// A trajectory whose oldest policy token is at `version`.
+/// A trajectory whose oldest policy token is at `version`, with reward 0 or 1, or (2)
+/// a judge error.
 fn scored(id: u64, purpose: Purpose, version: u64, reward: u8) -> ScoredTrajectory {
     let task = TaskSpec {
         id: 0,
@@ -41,9 +42,13 @@ fn scored(id: u64, purpose: Purpose, version: u64, reward: u8) -> ScoredTrajecto
     t.push_policy(3, -1.0, PolicyVersion(version));
     ScoredTrajectory {
         trajectory: t,
-        reward: Reward {
-            total: f32::from(reward),
-            breakdown: vec![("correct".into(), f32::from(reward)), ("seen".into(), 1.0)],
+        reward: if reward == 2 {
+            Reward::judge_error("llm")
+        } else {
+            Reward {
+                total: f32::from(reward),
+                breakdown: vec![("correct".into(), f32::from(reward)), ("seen".into(), 1.0)],
+            }
         },
     }
 }
@@ -54,6 +59,7 @@ enum Fate {
     Served,
     Stale,
     Filtered,
+    JudgeError,
 }
 
 #[derive(Debug)]
@@ -150,11 +156,14 @@ impl Model {
             groups: vec![],
             dropped_stale: 0,
             filtered_zero_signal: 0,
+            dropped_judge_error: 0,
             dropped_stale_groups: 0,
             filtered_groups: 0,
+            judge_error_groups: 0,
             reward_sum: 0.0,
             taken: 0,
             reward_parts: Vec::new(),
+            unscored: 0,
         };
         for &key in keys {
             let members = self.held(key);
@@ -163,15 +172,20 @@ impl Model {
             for e in &members {
                 out.add_reward_parts(&e.t.reward);
             }
-            out.reward_sum += members
+            let rewarded: Vec<&&Entry> = members
+                .iter()
+                .filter(|e| !e.t.reward.is_judge_error())
+                .collect();
+            out.unscored += n - rewarded.len() as u64;
+            out.reward_sum += rewarded
                 .iter()
                 .map(|e| f64::from(e.t.reward.total))
                 .sum::<f64>();
             let stale = members
                 .iter()
                 .any(|e| current.saturating_sub(e.version) > self.cfg.max_staleness);
-            let flat = members.iter().all(|a| {
-                members
+            let flat = rewarded.iter().all(|a| {
+                rewarded
                     .iter()
                     .all(|b| (a.t.reward.total - b.t.reward.total).abs() <= 1e-6)
             });
@@ -179,6 +193,10 @@ impl Model {
                 out.dropped_stale += n;
                 out.dropped_stale_groups += 1;
                 Fate::Stale
+            } else if rewarded.len() < members.len() {
+                out.dropped_judge_error += n;
+                out.judge_error_groups += 1;
+                Fate::JudgeError
             } else if flat {
                 out.filtered_zero_signal += n;
                 out.filtered_groups += 1;
@@ -238,10 +256,12 @@ impl Model {
             served: traj(Fate::Served),
             dropped_stale: traj(Fate::Stale),
             filtered_zero_signal: traj(Fate::Filtered),
+            dropped_judge_error: traj(Fate::JudgeError),
             pending: traj(Fate::Held),
             served_groups: groups(Fate::Served),
             dropped_stale_groups: groups(Fate::Stale),
             filtered_groups: groups(Fate::Filtered),
+            judge_error_groups: groups(Fate::JudgeError),
             held_groups: held.len() as u64,
             complete_groups: held.iter().filter(|&&k| self.is_complete(k)).count() as u64,
         }
@@ -259,7 +279,8 @@ fn config() -> impl Strategy<Value = BufferConfig> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (0u64..40, 0u64..4, 0u32..4, 0u64..10, 0u8..=1, prop::bool::weighted(0.05)).prop_map(
+        // Rewards 0 and 1 three times as often as a judge error (2) each.
+        8 => (0u64..40, 0u64..4, 0u32..4, 0u64..10, (0u8..7).prop_map(|r| r / 3), prop::bool::weighted(0.05)).prop_map(
             |(id, batch, group, version, reward, eval)| Op::Insert { id, batch, group, version, reward, eval }
         ),
         1 => (0u64..5, 0u64..12).prop_map(|(batch, current)| Op::TakeBatch { batch, current }),

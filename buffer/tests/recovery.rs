@@ -24,9 +24,14 @@ fn scored(id: u64, batch: u64, group: u32, version: u64, reward: u8) -> ScoredTr
     t.response = "r".repeat(id as usize % 7);
     ScoredTrajectory {
         trajectory: t,
-        reward: Reward {
-            total: f32::from(reward),
-            breakdown: vec![("correct".into(), f32::from(reward))],
+        // 2: the judge failed; the group is dropped for a judge error when taken.
+        reward: if reward == 2 {
+            Reward::judge_error("llm")
+        } else {
+            Reward {
+                total: f32::from(reward),
+                breakdown: vec![("correct".into(), f32::from(reward))],
+            }
         },
     }
 }
@@ -66,7 +71,13 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let traj = (0u64..48, 0u64..5, 0u32..3, 0u64..8, 0u8..=1);
+    let traj = (
+        0u64..48,
+        0u64..5,
+        0u32..3,
+        0u64..8,
+        (0u8..9).prop_map(|r| r / 4),
+    );
     prop_oneof![
         10 => prop::collection::vec(traj, 1..5).prop_map(Op::Insert),
         2 => (0u64..5, 0u64..10).prop_map(|(batch, current)| Op::TakeBatch { batch, current }),

@@ -55,7 +55,8 @@ pub struct StepReport {
     pub publication: u64,
     /// Surrogate loss (0 when the batch had no signal).
     pub loss: f32,
-    /// Mean reward over the batch's trajectories (all groups, filtered ones included).
+    /// Mean reward over the batch's trajectories that have one (all groups, filtered
+    /// ones included; judge errors have none; 0 when no trajectory has one).
     pub mean_reward: f32,
     /// Trajectories trained on.
     pub trained: u64,
@@ -65,6 +66,8 @@ pub struct StepReport {
     pub dropped_stale: u64,
     /// Trajectories in zero-signal groups, filtered.
     pub filtered_zero_signal: u64,
+    /// Trajectories in groups with a member the judge could not score, dropped.
+    pub dropped_judge_error: u64,
     /// Trajectories per staleness (index = versions behind, capped at the last bucket).
     pub staleness_histogram: Vec<u64>,
     /// Seconds the learner waited for the batch.

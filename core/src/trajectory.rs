@@ -179,6 +179,32 @@ pub struct Reward {
     pub breakdown: Vec<(String, f32)>,
 }
 
+impl Reward {
+    /// The breakdown entry that marks a reward a judge could not compute.
+    pub const JUDGE_ERROR: &'static str = "judge_error";
+
+    /// A trajectory the judge could not score because `component` failed (LLM call,
+    /// malformed verdict, budget, missing test result). It carries no reward: `total` is
+    /// 0 only as a placeholder, and the replay buffer drops the trajectory's group
+    /// rather than train on it. The breakdown is `[("judge_error", 1), ("<component>_failed", 1)]`.
+    pub fn judge_error(component: &str) -> Self {
+        Self {
+            total: 0.0,
+            breakdown: vec![
+                (Self::JUDGE_ERROR.to_owned(), 1.0),
+                (format!("{component}_failed"), 1.0),
+            ],
+        }
+    }
+
+    /// Whether this is a [`Reward::judge_error`] marker rather than a reward.
+    pub fn is_judge_error(&self) -> bool {
+        self.breakdown
+            .first()
+            .is_some_and(|(name, v)| name == Self::JUDGE_ERROR && *v == 1.0)
+    }
+}
+
 /// A trajectory with its reward: what the judge sends to the replay buffer.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct ScoredTrajectory {
@@ -186,4 +212,33 @@ pub struct ScoredTrajectory {
     pub trajectory: Trajectory,
     /// Its reward.
     pub reward: Reward,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judge_error_marks_only_itself() {
+        let e = Reward::judge_error("llm");
+        assert!(e.is_judge_error());
+        assert_eq!(e.breakdown[1], ("llm_failed".to_owned(), 1.0));
+        let zero = Reward {
+            total: 0.0,
+            breakdown: vec![("correct".into(), 0.0), ("judge_error".into(), 1.0)],
+        };
+        assert!(!zero.is_judge_error());
+        let off = Reward {
+            total: 0.0,
+            breakdown: vec![("judge_error".into(), 0.0)],
+        };
+        assert!(!off.is_judge_error());
+        assert!(
+            !Reward {
+                total: 1.0,
+                breakdown: vec![]
+            }
+            .is_judge_error()
+        );
+    }
 }

@@ -7,6 +7,7 @@ use bincode::{Decode, Encode};
 use crate::CoreError;
 
 /// The protocol version this build speaks.
+/// 2: `StepReport::dropped_judge_error`, the judge's stats messages.
 pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Default limit on a frame body (64 MiB).

@@ -142,6 +142,7 @@ fn step_report() -> impl Strategy<Value = StepReport> {
                 trained_tokens,
                 dropped_stale,
                 filtered_zero_signal,
+                dropped_judge_error: dropped_stale / 2,
                 staleness_histogram,
                 wait_seconds,
                 train_seconds,
@@ -288,6 +289,7 @@ fn sample_step() -> StepReport {
         trained_tokens: 100,
         dropped_stale: 0,
         filtered_zero_signal: 4,
+        dropped_judge_error: 0,
         staleness_histogram: vec![8, 0, 0],
         wait_seconds: 0.1,
         train_seconds: 0.2,
@@ -522,7 +524,8 @@ fn huge_element_counts_are_rejected_before_allocation() {
             (
                 "StepReport.staleness_histogram",
                 Kind::Step,
-                [vec![0u8; 64], c.clone()].concat(),
+                // rl_step .. dropped_judge_error: 3 + 5 u64 and 2 f32 fields before it.
+                [vec![0u8; 72], c.clone()].concat(),
             ),
         ];
         for (field, kind, mut body) in cases {

@@ -239,7 +239,7 @@ impl From<AWork> for Work {
 
 #[derive(Debug, Arbitrary)]
 pub struct AStep {
-    u: [u64; 7],
+    u: [u64; 8],
     f: [f32; 7],
     staleness_histogram: Vec<u64>,
     wait_seconds: f64,
@@ -259,6 +259,7 @@ impl From<AStep> for StepReport {
             trained_tokens: a.u[4],
             dropped_stale: a.u[5],
             filtered_zero_signal: a.u[6],
+            dropped_judge_error: a.u[7],
             staleness_histogram: a.staleness_histogram,
             wait_seconds: a.wait_seconds,
             train_seconds: a.train_seconds,

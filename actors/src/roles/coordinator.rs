@@ -14,7 +14,7 @@ use troupe_core::{Purpose, Reward, TaskSpec};
 use troupe_learner::SftExample;
 
 use crate::config::Roles;
-use crate::messages::{BufferMsg, CoordinatorMsg, LearnerMsg, StepReport};
+use crate::messages::{BufferMsg, CoordinatorMsg, JudgeMsg, LearnerMsg, StepReport};
 use crate::progress::Progress;
 use crate::remote::group;
 use crate::roles::one;
@@ -73,6 +73,9 @@ pub struct CoordinatorArgs {
     /// Whether the buffer's counts cover the whole run (it logs durably, or the run was
     /// never resumed); then the summary's trajectory accounting is the buffer's.
     pub buffer_accounting: bool,
+    /// Whether judges call an LLM: then their counters go into every `metrics.jsonl`
+    /// line and the summary.
+    pub judge_metrics: bool,
 }
 
 /// What is still missing of `required`, in words, or `None` when every role is present.
@@ -135,6 +138,8 @@ struct Round {
     parts: BTreeMap<String, f64>,
     /// Reward component means over the round's episodes.
     breakdown: BreakdownMeans,
+    /// Episodes the judge could not score: left out of pass@1.
+    unscored: usize,
 }
 
 /// `held-out pass@1 0.560`, plus the tool-use means when the episodes called tools.
@@ -166,6 +171,8 @@ pub struct CoordinatorState {
     rl_started: Option<(Instant, f64)>,
     last_version: u64,
     rl_steps: u64,
+    /// The latest counters of each judge (by instance).
+    judge_stats: std::collections::BTreeMap<u64, troupe_judge::JudgeStats>,
 }
 
 /// The coordinator actor.
@@ -184,6 +191,7 @@ impl CoordinatorState {
                 correct: 0,
                 parts: Default::default(),
                 breakdown: BreakdownMeans::default(),
+                unscored: 0,
             },
         );
         self.schedule
@@ -239,13 +247,20 @@ impl CoordinatorState {
         Ok(())
     }
 
+    /// Records one evaluation episode: correct, wrong, or unscored (a judge error: left
+    /// out of pass@1 rather than counted as wrong).
     async fn on_eval(&mut self, round: u32, reward: &Reward) -> Result<(), ActorProcessingErr> {
         let n = self.args.heldout.len();
         let Some(r) = self.rounds.get_mut(&round) else {
             return Ok(());
         };
         r.received += 1;
-        r.correct += usize::from(reward.total >= 1.0);
+        if reward.is_judge_error() {
+            r.unscored += 1;
+        } else {
+            r.correct += usize::from(reward.total >= 1.0);
+            r.breakdown.add(reward);
+        }
         add_parts(
             &mut r.parts,
             reward
@@ -253,12 +268,12 @@ impl CoordinatorState {
                 .iter()
                 .map(|(k, v)| (k.as_str(), f64::from(*v))),
         );
-        r.breakdown.add(reward);
-        let (label, received, hits) = (r.label, r.received, r.correct);
+        let (label, received, hits, unscored) = (r.label, r.received, r.correct, r.unscored);
+        let scored = received - unscored;
         if !matches!(label, Label::During(_)) {
             self.args.progress.advance(
                 received as u64,
-                &format!("pass@1 so far {:.3}", hits as f32 / received as f32),
+                &format!("pass@1 so far {:.3}", hits as f32 / scored as f32),
             );
         }
         if received < n {
@@ -271,7 +286,12 @@ impl CoordinatorState {
             .unwrap_or_default();
         self.args.state.reward_parts.heldout.insert(label.name(), parts);
         let means: BTreeMap<String, f32> = means;
-        let acc = hits as f32 / n as f32;
+        if unscored > 0 {
+            self.args.progress.note(&format!(
+                "held-out evaluation: the judge could not score {unscored} of {n} episodes; pass@1 is over the other {scored}"
+            ));
+        }
+        let acc = hits as f32 / scored.max(1) as f32;
         let note = eval_note(acc, &means);
         let heldout = &mut self.args.state.heldout;
         match label {
@@ -317,11 +337,12 @@ impl CoordinatorState {
         st.trajectories.trained += r.trained;
         st.trajectories.dropped_stale += r.dropped_stale;
         st.trajectories.filtered_zero_signal += r.filtered_zero_signal;
+        st.trajectories.dropped_judge_error += r.dropped_judge_error;
         add_parts(
             &mut st.reward_parts.rl,
             r.reward_parts.iter().map(|(k, v)| (k.as_str(), *v)),
         );
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "step": r.rl_step,
             "version": r.version,
             "loss": r.loss,
@@ -330,6 +351,7 @@ impl CoordinatorState {
             "trained_tokens": r.trained_tokens,
             "dropped_stale": r.dropped_stale,
             "filtered_zero_signal": r.filtered_zero_signal,
+            "dropped_judge_error": r.dropped_judge_error,
             "staleness_histogram": r.staleness_histogram,
             "wait_seconds": r.wait_seconds,
             "train_seconds": r.train_seconds,
@@ -350,6 +372,9 @@ impl CoordinatorState {
                 .collect::<std::collections::BTreeMap<_, _>>(),
             "wall_seconds": self.args.state.wall_seconds + self.started.elapsed().as_secs_f64(),
         });
+        if self.args.judge_metrics {
+            line["judge"] = serde_json::to_value(self.judge_totals().report())?;
+        }
         writeln!(self.metrics, "{line}")?;
         self.args.progress.advance(
             r.rl_step,
@@ -371,6 +396,28 @@ impl CoordinatorState {
             self.evaluate(Label::During(r.rl_step), r.publication);
         }
         Ok(())
+    }
+
+    /// Every judge's latest counters, added up.
+    fn judge_totals(&self) -> troupe_judge::JudgeStats {
+        let mut total = troupe_judge::JudgeStats::default();
+        for s in self.judge_stats.values() {
+            total.merge(s);
+        }
+        total
+    }
+
+    /// Asks every judge for its counters now (a judge that does not answer within a
+    /// few seconds keeps its last report).
+    async fn refresh_judge_stats(&mut self) {
+        for judge in crate::remote::members::<JudgeMsg>(group::JUDGE) {
+            match ractor::call_t!(judge, JudgeMsg::Stats, 5_000) {
+                Ok((instance, stats)) => {
+                    self.judge_stats.insert(instance, stats);
+                }
+                Err(e) => tracing::warn!(error = %e, "a judge did not report its counters"),
+            }
+        }
     }
 
     /// The buffer's counts, once everything it was sent is durable.
@@ -399,15 +446,23 @@ impl CoordinatorState {
                 t.trained = c.served;
                 t.dropped_stale = c.dropped_stale;
                 t.filtered_zero_signal = c.filtered_zero_signal;
+                t.dropped_judge_error = c.dropped_judge_error;
                 t.in_flight = c.pending;
                 t.duplicates = c.duplicates;
             }
             None => {
-                t.in_flight = t
-                    .generated
-                    .saturating_sub(t.trained + t.dropped_stale + t.filtered_zero_signal);
+                t.in_flight = t.generated.saturating_sub(
+                    t.trained + t.dropped_stale + t.filtered_zero_signal + t.dropped_judge_error,
+                );
             }
         }
+        let judge = if self.args.judge_metrics {
+            self.refresh_judge_stats().await;
+            Some(self.judge_totals().report())
+        } else {
+            None
+        };
+        let st = &mut self.args.state;
         let wall = st.wall_seconds + self.started.elapsed().as_secs_f64();
         let rl = st.rl_seconds.max(1e-9);
         let h = &st.heldout;
@@ -431,6 +486,7 @@ impl CoordinatorState {
             seed: st.seed,
             run_dir: self.args.run_dir.display().to_string(),
             reward_parts: st.reward_parts.clone(),
+            judge,
         };
         st.wall_seconds = wall;
         write_json(&self.args.run_dir.join("run_state.json"), &*st)?;
@@ -486,6 +542,7 @@ impl Actor for Coordinator {
             rl_started: None,
             last_version: 0,
             rl_steps: 0,
+            judge_stats: Default::default(),
         })
     }
 
@@ -548,6 +605,9 @@ impl Actor for Coordinator {
                 state.evaluate(Label::AfterSft, publication);
             }
             CoordinatorMsg::Stepped(report) => state.on_step(&report)?,
+            CoordinatorMsg::JudgeStats { judge, stats } => {
+                state.judge_stats.insert(judge, *stats);
+            }
         }
         Ok(())
     }

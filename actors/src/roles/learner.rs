@@ -131,8 +131,9 @@ impl LearnerActorState {
             version: version.0,
             publication: 0,
             loss: 0.0,
-            mean_reward: if batch.taken > 0 {
-                (batch.reward_sum / batch.taken as f64) as f32
+            // Over the trajectories that have a reward (judge errors have none).
+            mean_reward: if batch.taken > batch.unscored {
+                (batch.reward_sum / (batch.taken - batch.unscored) as f64) as f32
             } else {
                 0.0
             },
@@ -140,6 +141,7 @@ impl LearnerActorState {
             trained_tokens: 0,
             dropped_stale: batch.dropped_stale,
             filtered_zero_signal: batch.filtered_zero_signal,
+            dropped_judge_error: batch.dropped_judge_error,
             staleness_histogram: hist,
             wait_seconds,
             train_seconds: 0.0,

@@ -21,6 +21,7 @@ use crate::types::{Counts, GroupKey, Take};
 use crate::{BufferConfig, LogError};
 
 /// Format version written in every header; a file with another version is refused.
+/// 2: counts of groups dropped for a judge error (`DropReason::JudgeError`).
 pub const FORMAT_VERSION: u16 = 2;
 /// Largest record payload, in bytes (an insert message is at most 64 MiB on the wire).
 pub const MAX_RECORD: u32 = 256 << 20;

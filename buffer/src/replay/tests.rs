@@ -259,6 +259,42 @@ fn zero_signal_groups_are_filtered() {
 }
 
 #[test]
+fn groups_with_an_unscored_member_are_dropped_not_trained() {
+    let mut b = buf(3, 2);
+    // Group 0: two real rewards with spread and one trajectory the judge failed on.
+    fill(&mut b, 1, 0, 0, 0, &[1.0, 0.0]);
+    let mut failed = scored(3, 0, 0, 0, 0.0);
+    failed.reward = Reward::judge_error("llm");
+    b.insert(failed).unwrap();
+    // Group 1: ordinary, with signal.
+    fill(&mut b, 4, 0, 1, 0, &[1.0, 0.0, 0.5]);
+    let batch = b.take_batch(0, v(0)).unwrap();
+    assert_eq!(
+        (batch.dropped_judge_error, batch.judge_error_groups),
+        (3, 1)
+    );
+    assert_eq!(batch.groups.len(), 1);
+    assert_eq!(batch.groups[0].group, 1);
+    // The placeholder total of the unscored member is not part of the reward sum.
+    assert_eq!((batch.taken, batch.unscored), (6, 1));
+    assert_eq!(batch.reward_sum, 1.0 + 0.0 + 1.0 + 0.0 + 0.5);
+    let c = b.counts();
+    assert_eq!(
+        (c.dropped_judge_error, c.judge_error_groups, c.served),
+        (3, 1, 3)
+    );
+    assert!(c.is_consistent());
+    // Stale still wins: a stale group with an unscored member counts as stale.
+    let mut b = buf(2, 1);
+    let mut failed = scored(1, 0, 0, 0, 0.0);
+    failed.reward = Reward::judge_error("llm");
+    b.insert(failed).unwrap();
+    b.insert(scored(2, 0, 0, 0, 1.0)).unwrap();
+    let batch = b.take_batch(0, v(10)).unwrap();
+    assert_eq!((batch.dropped_stale, batch.dropped_judge_error), (2, 0));
+}
+
+#[test]
 fn take_ready_serves_oldest_first_across_batches() {
     let mut b = buf(2, 2);
     fill(&mut b, 1, 1, 0, 0, &[1.0, 0.0]);

@@ -34,9 +34,12 @@ impl CodefixJudge {
 
     /// The reward of `submission` (the episode's diff) for `task`.
     pub async fn judge(&self, task: &TaskSpec, submission: &str) -> Result<Reward, EnvError> {
-        Ok(judge(&self.pool, &self.root, task, submission)
-            .await?
-            .reward())
+        Ok(self.verdict(task, submission).await?.reward())
+    }
+
+    /// What the hidden tests say of `submission` (a diff) for `task`.
+    pub async fn verdict(&self, task: &TaskSpec, submission: &str) -> Result<Verdict, EnvError> {
+        judge(&self.pool, &self.root, task, submission).await
     }
 }
 
