@@ -74,7 +74,7 @@ mod avx2 {
     /// Bytes of one GGML `block_q8_0`: an f16 scale, then 32 int8.
     const BLOCK_BYTES: usize = 2 + BLOCK;
     /// Weight rows per parallel task.
-    const ROWS_PER_TASK: usize = 16;
+    const ROWS_PER_TASK: usize = 64;
 
     /// A Q8_0 weight `[out, in]`: int8 values row-major, one f32 scale per block.
     #[derive(Debug, Clone)]
@@ -147,16 +147,11 @@ mod avx2 {
                 .par_chunks_mut(ROWS_PER_TASK * m)
                 .enumerate()
                 .for_each(|(task, out)| {
-                    let first = task * ROWS_PER_TASK;
-                    self.simd.vectorize(|| {
-                        for (i, out) in out.chunks_exact_mut(m).enumerate() {
-                            let n = first + i;
-                            let w = Row {
-                                qs: &self.qs[n * k..(n + 1) * k],
-                                scales: &self.scales[n * kb..(n + 1) * kb],
-                            };
-                            self.row_dots(&w, &rows, out);
-                        }
+                    self.simd.vectorize(Task {
+                        matrix: self,
+                        rows: &rows,
+                        first: task * ROWS_PER_TASK,
+                        out,
                     })
                 });
             let out = if m == 1 {
@@ -203,6 +198,38 @@ mod avx2 {
         }
     }
 
+    /// One parallel task's output rows, computed inside pulp's AVX2 function.
+    ///
+    /// This is a type with an `#[inline(always)]` [`call`](pulp::NullaryFnOnce::call), not
+    /// a closure, because only then is the kernel (and every intrinsic in it) inlined
+    /// into the `target_feature` function pulp runs it in. Passed a closure, the
+    /// intrinsics stayed out-of-line: a function call, with its operands through memory,
+    /// per instruction, and this kernel ran at a quarter of candle's f32 matmul.
+    struct Task<'a> {
+        matrix: &'a Q8Matrix,
+        rows: &'a [Row<'a>],
+        first: usize,
+        out: &'a mut [f32],
+    }
+
+    impl pulp::NullaryFnOnce for Task<'_> {
+        type Output = ();
+
+        #[inline(always)]
+        fn call(self) {
+            let q = self.matrix;
+            let (k, kb, m) = (q.cols, q.cols / BLOCK, self.rows.len());
+            for (i, out) in self.out.chunks_exact_mut(m).enumerate() {
+                let n = self.first + i;
+                let w = Row {
+                    qs: &q.qs[n * k..(n + 1) * k],
+                    scales: &q.scales[n * kb..(n + 1) * kb],
+                };
+                q.row_dots(&w, self.rows, out);
+            }
+        }
+    }
+
     /// One quantised row: int8 values and a scale per block.
     #[derive(Debug, Clone, Copy)]
     struct Row<'a> {
@@ -237,7 +264,12 @@ mod avx2 {
                 *a = simd.fma._mm256_fmadd_ps(d, sums, *a);
             }
         }
-        acc.map(|a| hsum(simd, a))
+        // A loop, not `acc.map(..)`: a closure would keep `hsum` out of the AVX2 context.
+        let mut out = [0f32; R];
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = hsum(simd, a);
+        }
+        out
     }
 
     /// Sum of the eight lanes, in the order of candle's `hsum_float_8`.
