@@ -10,6 +10,12 @@ const TROUPE_KEYS: &[&str] = &[
     "decode_tok_s_b1",
     "decode_tok_s_b8",
     "prefill_tok_s",
+    "q8_0_decode_tok_s_b1",
+    "q8_0_decode_tok_s_b8",
+    "q8_0_prefill_tok_s",
+    "q4_1_decode_tok_s_b1",
+    "q4_1_decode_tok_s_b8",
+    "q4_1_prefill_tok_s",
     "f32_decode_tok_s_b1",
     "f32_decode_tok_s_b8",
     "f32_prefill_tok_s",
@@ -75,6 +81,16 @@ fn quick_sampler_bench_reports_every_figure() {
         }
     }
     assert!(measured || report["llamacpp_error"].is_string(), "{report}");
+    let best = report["sampler_weights"].as_str().unwrap_or("?");
+    assert!(["q8_0", "q4_1"].contains(&best), "sampler_weights = {best}");
+    for key in ["decode_tok_s_b1", "decode_tok_s_b8", "prefill_tok_s"] {
+        assert_eq!(report[key], report[format!("{best}_{key}")], "{key}");
+    }
+    assert!(
+        report["decode_tok_s_b1"].as_f64() >= report["q8_0_decode_tok_s_b1"].as_f64()
+            && report["decode_tok_s_b1"].as_f64() >= report["q4_1_decode_tok_s_b1"].as_f64(),
+        "the headline is the fastest at batch 1: {report}"
+    );
     assert_eq!(report["threads"], 2);
     assert_eq!(report["quick"], true);
     assert!(report["targets_met"].is_object(), "{report}");

@@ -245,7 +245,7 @@ pub struct RlConfig {
     /// Truncated importance sampling cap `C` (0 = off): the ratio is taken against the
     /// learner's own log-probs and each token weighted by `min(pi_learner / pi_sampler, C)`.
     /// Use it when samplers decode with other weights than the learner's (`sampler_weights
-    /// = "q8_0"`); costs nothing extra.
+    /// = "q8_0"` or `"q4_1"`); costs nothing extra.
     pub tis_cap: f32,
     /// How many learner steps the samplers run ahead: batch `b` is generated with the
     /// weights published after step `b - async_lag`, overlapping generation and training.
@@ -838,5 +838,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("n_heads"), "{err}");
+    }
+
+    #[test]
+    fn sampler_weights_name_each_format() {
+        use troupe_model::config::SamplerWeights;
+        for (name, weights) in [
+            ("f32", SamplerWeights::F32),
+            ("q8_0", SamplerWeights::Q8_0),
+            ("q4_1", SamplerWeights::Q4_1),
+        ] {
+            let toml = format!("[model]\nsampler_weights = \"{name}\"\n");
+            let cfg = ClusterConfig::parse(&toml, Path::new("c.toml")).unwrap();
+            assert_eq!(cfg.model.sampler_weights, weights, "{name}");
+        }
+        let err =
+            ClusterConfig::parse("[model]\nsampler_weights = \"q4_0\"\n", Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("sampler_weights"), "{err}");
     }
 }

@@ -29,6 +29,12 @@ pub enum SamplerWeights {
     F32,
     /// Linear layers re-quantised to GGML Q8_0 after each weight sync.
     Q8_0,
+    /// Linear layers re-quantised to GGML Q4_1 after each weight sync, the output
+    /// projection to Q8_0 (as llama.cpp's Q4_1 files hold it): two thirds of Q8_0's
+    /// bytes, so faster CPU decoding. A Q4_1 GGUF's own weights come back unchanged, so
+    /// the log-prob gap starts below Q8_0's and grows as training moves the weights off
+    /// the four-bit grid.
+    Q4_1,
 }
 
 /// Shape of the decoder-only policy. Parameters grow with `n_layers * d_model^2`;

@@ -5,6 +5,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{D, DType, Device, Module, Tensor};
 
 use crate::Result;
+use crate::q4::Q4Matrix;
 use crate::q8::Q8Matrix;
 
 /// A linear layer's weight `[out, in]`: dense (trainable, or a frozen f32 snapshot) or
@@ -17,11 +18,14 @@ pub enum LinearWeight {
     Quantized(QMatMul),
     /// Q8_0 weight run by troupe's AVX2 kernel (same results as candle's); forward only.
     Q8(Q8Matrix),
+    /// Q4_1 weight run by troupe's AVX2 kernel (same results as candle's); forward only.
+    Q4(Q4Matrix),
 }
 
 impl LinearWeight {
     /// Quantises `w` to `dtype`, keeping it dense when its inner dimension does not fit
-    /// the quantisation block. Q8_0 runs on [`Q8Matrix`] where the CPU allows.
+    /// the quantisation block. Q8_0 runs on [`Q8Matrix`] and Q4_1 on [`Q4Matrix`] where
+    /// the CPU allows.
     pub fn quantize(w: &Tensor, dtype: GgmlDType) -> Result<Self> {
         if !w.dim(1)?.is_multiple_of(dtype.block_size()) {
             return Ok(Self::Dense(w.clone()));
@@ -30,6 +34,11 @@ impl LinearWeight {
             && let Some(q) = Q8Matrix::quantize(w)?
         {
             return Ok(Self::Q8(q));
+        }
+        if dtype == GgmlDType::Q4_1
+            && let Some(q) = Q4Matrix::quantize(w)?
+        {
+            return Ok(Self::Q4(q));
         }
         let q = QTensor::quantize(w, dtype)?;
         Ok(Self::Quantized(QMatMul::from_qtensor(q)?))
@@ -41,6 +50,7 @@ impl LinearWeight {
             Self::Dense(w) => x.broadcast_matmul(&w.t()?)?,
             Self::Quantized(q) => q.forward(x)?,
             Self::Q8(q) => q.forward(x)?,
+            Self::Q4(q) => q.forward(x)?,
         })
     }
 }
@@ -227,15 +237,17 @@ mod tests {
             .map(|&out| Tensor::randn(0f32, 0.05, (out, 64), &Device::Cpu).unwrap())
             .collect();
         let x = Tensor::randn(0f32, 1.0, (2, 3, 64), &Device::Cpu).unwrap();
-        let group = LinearGroup::new(&parts, Some(GgmlDType::Q8_0)).unwrap();
-        assert!(matches!(group, LinearGroup::Stacked { .. }));
-        for (w, y) in parts.iter().zip(group.forward(&x).unwrap()) {
-            let alone = LinearWeight::quantize(w, GgmlDType::Q8_0)
-                .unwrap()
-                .forward(&x)
-                .unwrap();
-            let diff = (alone - y).unwrap().abs().unwrap().max_all().unwrap();
-            assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+        for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_1] {
+            let group = LinearGroup::new(&parts, Some(dtype)).unwrap();
+            assert!(matches!(group, LinearGroup::Stacked { .. }));
+            for (w, y) in parts.iter().zip(group.forward(&x).unwrap()) {
+                let alone = LinearWeight::quantize(w, dtype)
+                    .unwrap()
+                    .forward(&x)
+                    .unwrap();
+                let diff = (alone - y).unwrap().abs().unwrap().max_all().unwrap();
+                assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "{dtype:?}");
+            }
         }
         let dense = LinearGroup::new(&parts, None).unwrap();
         assert!(matches!(dense, LinearGroup::Separate(ref p) if p.len() == 3));
@@ -258,13 +270,19 @@ mod tests {
         let w = Tensor::randn(0f32, 0.05, (16, 64), &Device::Cpu).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 3, 64), &Device::Cpu).unwrap();
         let dense = LinearWeight::Dense(w.clone()).forward(&x).unwrap();
-        let q = LinearWeight::quantize(&w, GgmlDType::Q8_0).unwrap();
-        assert!(matches!(
-            q,
-            LinearWeight::Quantized(_) | LinearWeight::Q8(_)
-        ));
-        let quant = q.forward(&x).unwrap();
-        let err = (dense - quant).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(err.to_scalar::<f32>().unwrap() < 0.02);
+        // Four-bit steps are about 0.015 here, so sums of 64 products drift further.
+        for (dtype, tolerance) in [(GgmlDType::Q8_0, 0.02), (GgmlDType::Q4_1, 0.25)] {
+            let q = LinearWeight::quantize(&w, dtype).unwrap();
+            assert!(matches!(
+                (dtype, &q),
+                (_, LinearWeight::Quantized(_))
+                    | (GgmlDType::Q8_0, LinearWeight::Q8(_))
+                    | (GgmlDType::Q4_1, LinearWeight::Q4(_))
+            ));
+            let quant = q.forward(&x).unwrap();
+            let err = (&dense - quant).unwrap().abs().unwrap().max_all().unwrap();
+            let err = err.to_scalar::<f32>().unwrap();
+            assert!(err < tolerance, "{dtype:?}: {err}");
+        }
     }
 }

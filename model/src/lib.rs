@@ -10,7 +10,7 @@
 //!   directories ([`hf`], also the export format), with their BPE tokenizer and ChatML
 //!   template ([`chatml`]).
 //! - [`layers`] — differentiable RMSNorm and RoPE, and dense or quantised linear weights;
-//!   [`q8`] — the sampler's Q8_0 matmul on AVX2.
+//!   [`q8`] and [`q4`] — the sampler's Q8_0 and Q4_1 matmuls on AVX2.
 //! - [`logprob`] — per-token log-probs of chosen tokens, the quantity sampler and learner
 //!   must agree on.
 //!
@@ -34,6 +34,7 @@ pub mod logprob;
 pub mod names;
 pub mod params;
 pub mod pretrained;
+pub mod q4;
 pub mod q8;
 pub mod tokenizer;
 pub mod transformer;

@@ -10,11 +10,16 @@
 //! `unsafe` is needed here; without AVX2 (or off x86-64) [`Q8Matrix::quantize`] declines
 //! and candle's kernels run instead.
 
-/// Values per GGML Q8_0 block.
-const BLOCK: usize = 32;
+/// Values per GGML Q8_0 block (and Q8_1's and Q4_1's).
+pub(crate) const BLOCK: usize = 32;
+/// Weight rows per parallel task.
+#[cfg(target_arch = "x86_64")]
+const ROWS_PER_TASK: usize = 64;
 
 #[cfg(target_arch = "x86_64")]
 pub use avx2::Q8Matrix;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::{hsum, load};
 
 #[cfg(not(target_arch = "x86_64"))]
 pub use stub::Q8Matrix;
@@ -46,7 +51,7 @@ mod stub {
 /// `BlockQ8_0::from_float` does: scale `max|x| / 127` stored as f16, values
 /// `round(x / scale)` with the unrounded scale. Returns the int8 values and the scales
 /// (f16-rounded, as f32).
-fn quantize_rows(xs: &[f32]) -> (Vec<i8>, Vec<f32>) {
+pub(crate) fn quantize_rows(xs: &[f32]) -> (Vec<i8>, Vec<f32>) {
     let mut qs = Vec::with_capacity(xs.len());
     let mut scales = Vec::with_capacity(xs.len() / BLOCK);
     for block in xs.chunks_exact(BLOCK) {
@@ -59,6 +64,34 @@ fn quantize_rows(xs: &[f32]) -> (Vec<i8>, Vec<f32>) {
     (qs, scales)
 }
 
+/// `[m, out]` outputs of a matmul with `out` weight rows and `m` activation rows,
+/// computed on rayon's pool as `[out][m]` so each task owns a contiguous range:
+/// `task(first, out)` writes the outputs of weight rows `first..` (as many as `out`
+/// holds, `m` values each).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn par_rows_transposed(
+    rows: usize,
+    m: usize,
+    task: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut out_t = vec![0f32; rows * m];
+    out_t
+        .par_chunks_mut(ROWS_PER_TASK * m)
+        .enumerate()
+        .for_each(|(i, out)| task(i * ROWS_PER_TASK, out));
+    if m == 1 {
+        return out_t;
+    }
+    let mut out = vec![0f32; m * rows];
+    for (n, col) in out_t.chunks_exact(m).enumerate() {
+        for (r, &v) in col.iter().enumerate() {
+            out[r * rows + n] = v;
+        }
+    }
+    out
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{__m256, __m256i};
@@ -66,15 +99,12 @@ mod avx2 {
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
     use pulp::x86::V3;
-    use rayon::prelude::*;
 
-    use super::{BLOCK, quantize_rows};
+    use super::{BLOCK, par_rows_transposed, quantize_rows};
     use crate::{ModelError, Result};
 
     /// Bytes of one GGML `block_q8_0`: an f16 scale, then 32 int8.
     const BLOCK_BYTES: usize = 2 + BLOCK;
-    /// Weight rows per parallel task.
-    const ROWS_PER_TASK: usize = 64;
 
     /// A Q8_0 weight `[out, in]`: int8 values row-major, one f32 scale per block.
     #[derive(Debug, Clone)]
@@ -141,30 +171,14 @@ mod avx2 {
                     scales: &xd[r * kb..(r + 1) * kb],
                 })
                 .collect();
-            // Output transposed, `[out][m]`, so each task owns a contiguous range.
-            let mut out_t = vec![0f32; self.rows * m];
-            out_t
-                .par_chunks_mut(ROWS_PER_TASK * m)
-                .enumerate()
-                .for_each(|(task, out)| {
-                    self.simd.vectorize(Task {
-                        matrix: self,
-                        rows: &rows,
-                        first: task * ROWS_PER_TASK,
-                        out,
-                    })
-                });
-            let out = if m == 1 {
-                out_t
-            } else {
-                let mut out = vec![0f32; m * self.rows];
-                for (n, col) in out_t.chunks_exact(m).enumerate() {
-                    for (r, &v) in col.iter().enumerate() {
-                        out[r * self.rows + n] = v;
-                    }
-                }
-                out
-            };
+            let out = par_rows_transposed(self.rows, m, |first, out| {
+                self.simd.vectorize(Task {
+                    matrix: self,
+                    rows: &rows,
+                    first,
+                    out,
+                })
+            });
             if let Some(last) = shape.last_mut() {
                 *last = self.rows;
             }
@@ -237,8 +251,9 @@ mod avx2 {
         scales: &'a [f32],
     }
 
+    /// One block of int8 values.
     #[inline(always)]
-    fn load(qs: &[i8]) -> __m256i {
+    pub(crate) fn load(qs: &[i8]) -> __m256i {
         let block: [i8; BLOCK] = qs.try_into().expect("a whole block");
         pulp::cast(block)
     }
@@ -274,7 +289,7 @@ mod avx2 {
 
     /// Sum of the eight lanes, in the order of candle's `hsum_float_8`.
     #[inline(always)]
-    fn hsum(simd: V3, x: __m256) -> f32 {
+    pub(crate) fn hsum(simd: V3, x: __m256) -> f32 {
         let hi = simd.avx._mm256_extractf128_ps::<1>(x);
         let s = simd.sse._mm_add_ps(hi, simd.avx._mm256_castps256_ps128(x));
         let s = simd.sse._mm_add_ps(s, simd.sse._mm_movehl_ps(s, s));

@@ -163,8 +163,17 @@ impl Transformer {
         let dtype = match weights {
             SamplerWeights::F32 => None,
             SamplerWeights::Q8_0 => Some(GgmlDType::Q8_0),
+            SamplerWeights::Q4_1 => Some(GgmlDType::Q4_1),
         };
-        let linear = |name: &str| -> Result<LinearWeight> {
+        // Under Q4_1 the output projection keeps eight bits, as llama.cpp's quantisations
+        // keep it (a Q4_1 GGUF stores it in Q8_0): on SmolLM2 four bits there would make
+        // most of the log-prob gap to the learner (0.29 instead of 0.036), for about 8%
+        // faster decoding.
+        let head_dtype = match weights {
+            SamplerWeights::Q4_1 => Some(GgmlDType::Q8_0),
+            _ => dtype,
+        };
+        let linear = |name: &str, dtype: Option<GgmlDType>| -> Result<LinearWeight> {
             let w = get(name)?;
             match dtype {
                 None => Ok(LinearWeight::Dense(w)),
@@ -186,10 +195,10 @@ impl Transformer {
                 Ok(Layer {
                     attn_norm: get(&p("attn_norm"))?,
                     qkv: group(&[p("wq"), p("wk"), p("wv")])?,
-                    wo: linear(&p("wo"))?,
+                    wo: linear(&p("wo"), dtype)?,
                     mlp_norm: get(&p("mlp_norm"))?,
                     mlp_in: group(&mlp_in)?,
-                    w_down: linear(&p("w_down"))?,
+                    w_down: linear(&p("w_down"), dtype)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -212,11 +221,14 @@ impl Transformer {
             rope,
             layers,
             final_norm: get("final_norm")?,
-            lm_head: linear(if cfg.tied_embeddings {
-                "tok_emb"
-            } else {
-                "lm_head"
-            })?,
+            lm_head: linear(
+                if cfg.tied_embeddings {
+                    "tok_emb"
+                } else {
+                    "lm_head"
+                },
+                head_dtype,
+            )?,
         })
     }
 
@@ -250,7 +262,26 @@ impl Transformer {
     /// Logits `[B, V]` of the last position only, what a sampler draws the next token
     /// from: the output projection of the other positions is never computed. Arguments
     /// as for [`Transformer::forward`].
+    ///
+    /// A cached pass on CPU runs on a thread of rayon's pool, so each of its matmuls
+    /// shares rows with the pool's other threads from there, instead of being handed to
+    /// the pool from outside and sleeping until it is done: one wake-up per pass instead
+    /// of one per matmul (121 per SmolLM2 token, about a sixth of batch-1 decoding).
     pub fn forward_last(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        bias: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        if cache.is_some() && self.device().is_cpu() && rayon::current_thread_index().is_none() {
+            return rayon::scope(|_| self.forward_last_here(ids, positions, bias, cache));
+        }
+        self.forward_last_here(ids, positions, bias, cache)
+    }
+
+    /// [`Transformer::forward_last`] on the calling thread.
+    fn forward_last_here(
         &self,
         ids: &Tensor,
         positions: &Tensor,
@@ -453,7 +484,11 @@ mod tests {
         let params = Params::init(&cfg, 11).unwrap();
         let tokens: Vec<u32> = (0..150u32).map(|i| 3 + i * 37 % 250).collect();
         let (n, prompt) = (tokens.len(), 20);
-        for weights in [SamplerWeights::F32, SamplerWeights::Q8_0] {
+        for weights in [
+            SamplerWeights::F32,
+            SamplerWeights::Q8_0,
+            SamplerWeights::Q4_1,
+        ] {
             let m = Transformer::with_weights(&cfg, &params.tensors(), weights).unwrap();
             let full = m
                 .forward(
@@ -488,7 +523,19 @@ mod tests {
                 worst = worst.max(max_diff(&step, &full.narrow(0, i, 1).unwrap()));
             }
             assert_eq!(cache.len(), n);
-            assert!(worst < 1e-4, "{weights:?}: cached logits differ by {worst}");
+            // Quantised weights come with int8 activations: a rounding difference of
+            // 1e-7 between the two passes can move one of them by a step (seen with
+            // some seeds for Q8_0 and Q4_1 alike, candle's kernels included), which
+            // moves a logit by about 1e-3. Without such a step they agree exactly.
+            let tolerance = if weights == SamplerWeights::F32 {
+                1e-4
+            } else {
+                1e-2
+            };
+            assert!(
+                worst < tolerance,
+                "{weights:?}: cached logits differ by {worst}"
+            );
         }
     }
 }

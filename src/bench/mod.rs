@@ -57,8 +57,8 @@ pub enum BenchCommand {
     /// Learner step time, tokens/s and MFU, sampler decode tokens/s and the cost of
     /// bringing weights to host memory, for one model on one device (CPU or GPU).
     Learner(learner::LearnerArgs),
-    /// Decode and prefill speed of the sampler on a GGUF model (Q8_0 and f32 weights),
-    /// against llama.cpp on the same file, prompt and thread count.
+    /// Decode and prefill speed of the sampler on a GGUF model (Q8_0, Q4_1 and f32
+    /// weights), against llama.cpp on the same file, prompt and thread count.
     Sampler {
         /// Print one JSON object instead of the table.
         #[arg(long)]
