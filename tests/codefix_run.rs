@@ -94,8 +94,16 @@ fn a_short_codefix_run_judges_and_counts_every_episode() {
         let v: Value = serde_json::from_str(line).unwrap();
         let m = v["messages"].as_array().unwrap();
         assert_eq!(m.len(), 6, "{line}");
-        assert!(m[1]["content"].as_str().unwrap().starts_with("<sh>git grep -nF"));
-        assert!(m[2]["content"].as_str().unwrap().ends_with("[exit 0]"), "{line}");
+        assert!(
+            m[1]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("<sh>git grep -nF")
+        );
+        assert!(
+            m[2]["content"].as_str().unwrap().ends_with("[exit 0]"),
+            "{line}"
+        );
         assert!(m[3]["content"].as_str().unwrap().starts_with("<edit "));
         assert_eq!(m[5]["content"], "<submit/>");
     }

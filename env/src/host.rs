@@ -91,17 +91,13 @@ impl Default for EnvSpec {
 
 /// The environment for `task` in a run of `spec.family`. Code-fixing tasks have none
 /// here: they run sandboxed commands, on a [`CodefixHost`](crate::codefix::CodefixHost).
-pub fn make_environment(
-    spec: &EnvSpec,
-    task: &TaskSpec,
-) -> Result<Box<dyn Environment>, EnvError> {
+pub fn make_environment(spec: &EnvSpec, task: &TaskSpec) -> Result<Box<dyn Environment>, EnvError> {
     match spec.family {
         TaskFamily::Sort | TaskFamily::Add => Ok(Box::new(SingleTurn::new(task))),
         TaskFamily::Calc => Ok(Box::new(ToolEnv::new(task, spec.max_turns))),
         TaskFamily::Codefix => Err(EnvError::TaskKey {
             key: task.answer.chars().take(80).collect(),
-            reason: "a code-fixing task runs on a sandboxed code-fixing host, not in memory"
-                .into(),
+            reason: "a code-fixing task runs on a sandboxed code-fixing host, not in memory".into(),
         }),
     }
 }

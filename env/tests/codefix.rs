@@ -341,7 +341,10 @@ async fn episodes_end_at_max_turns_and_refuse_unknown_ids() {
         .step(7, "<sh>echo hi > note.txt; cat note.txt</sh>")
         .await
         .unwrap();
-    assert_eq!(first.observation.map(|o| o.text).as_deref(), Some("hi\n[exit 0]"));
+    assert_eq!(
+        first.observation.map(|o| o.text).as_deref(),
+        Some("hi\n[exit 0]")
+    );
     assert!(!first.done);
     // The second turn is the last: the episode ends and the diff shows the new file.
     let last = host.step(7, "<sh>true</sh>").await.unwrap();

@@ -284,7 +284,11 @@ impl CoordinatorState {
             .remove(&round)
             .map(|r| (r.parts, r.breakdown.means().into_iter().collect()))
             .unwrap_or_default();
-        self.args.state.reward_parts.heldout.insert(label.name(), parts);
+        self.args
+            .state
+            .reward_parts
+            .heldout
+            .insert(label.name(), parts);
         let means: BTreeMap<String, f32> = means;
         if unscored > 0 {
             self.args.progress.note(&format!(

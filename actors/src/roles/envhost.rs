@@ -4,8 +4,8 @@
 //! actor stays responsive and many episodes' commands run at once, up to the warm pool).
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use troupe_env::{EnvHostCore, EnvSpec};
 use troupe_env::codefix::{CodefixConfig, CodefixHost, TaskKey};
+use troupe_env::{EnvHostCore, EnvSpec};
 
 use crate::messages::EnvHostMsg;
 
@@ -91,7 +91,13 @@ impl Actor for EnvHost {
                         let out = host
                             .step(episode, &action)
                             .await
-                            .map(|s| (s.observation.map(|o| (o.author, o.text)), s.done, s.submission))
+                            .map(|s| {
+                                (
+                                    s.observation.map(|o| (o.author, o.text)),
+                                    s.done,
+                                    s.submission,
+                                )
+                            })
                             .map_err(|e| e.to_string());
                         let _ = reply.send(out);
                     });
@@ -100,7 +106,13 @@ impl Actor for EnvHost {
                     let out = state
                         .core
                         .step(episode, &action)
-                        .map(|s| (s.observation.map(|o| (o.author, o.text)), s.done, s.submission))
+                        .map(|s| {
+                            (
+                                s.observation.map(|o| (o.author, o.text)),
+                                s.done,
+                                s.submission,
+                            )
+                        })
                         .map_err(|e| e.to_string());
                     let _ = reply.send(out);
                 }

@@ -105,7 +105,11 @@ async fn score_codefix(
     match tests.verdict(&trajectory.task, &trajectory.response).await {
         Ok(verdict) => {
             let reward = scorer
-                .score(&trajectory.task, &trajectory.response, Some(test_outcome(verdict)))
+                .score(
+                    &trajectory.task,
+                    &trajectory.response,
+                    Some(test_outcome(verdict)),
+                )
                 .await;
             scored(trajectory, reward, verdict.reward().breakdown)
         }

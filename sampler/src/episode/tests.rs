@@ -188,7 +188,8 @@ fn episode_keeps_tokens_exact_and_marks_policy_tokens() {
     assert!(ep.observation_fits(Author::User, "again", len + 8 + 4, 4));
     assert!(!ep.observation_fits(Author::User, "again", len + 8 + 3, 4));
     assert_eq!(
-        ep.push_observation(Author::User, "again", len + 8 + 4).unwrap(),
+        ep.push_observation(Author::User, "again", len + 8 + 4)
+            .unwrap(),
         Appended::Yes
     );
     let t = ep.finish();
