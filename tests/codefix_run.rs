@@ -25,7 +25,7 @@ family = "codefix"
 heldout_size = 6
 
 [codefix]
-max_turns = 2
+max_turns = 3
 sandboxes = 2
 judge_timeout_ms = 10000
 
