@@ -295,7 +295,8 @@ impl CoordinatorState {
                 "held-out evaluation: the judge could not score {unscored} of {n} episodes; pass@1 is over the other {scored}"
             ));
         }
-        let acc = hits as f32 / scored.max(1) as f32;
+        // NaN (null in summary.json) when the judge scored no episode at all.
+        let acc = hits as f32 / scored as f32;
         let note = eval_note(acc, &means);
         let heldout = &mut self.args.state.heldout;
         match label {
