@@ -76,12 +76,12 @@ fn quantize_rows(xs: &[f32]) -> Q8_1Rows {
 mod avx2 {
     use std::arch::x86_64::{__m128, __m128i, __m256, __m256i};
 
-    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::quantized::GgmlDType;
     use candle_core::{Device, Tensor};
     use pulp::x86::V3;
 
     use super::quantize_rows;
-    use crate::q8::{BLOCK, hsum, load, par_rows_transposed};
+    use crate::q8::{BLOCK, ggml_blocks, hsum, load, par_rows_transposed};
     use crate::{ModelError, Result};
 
     /// Bytes of the nibbles of one block.
@@ -112,22 +112,11 @@ mod avx2 {
         /// `w` `[out, in]` quantised to Q4_1 by candle; `None` without AVX2, when `in` is
         /// not a whole number of blocks, or when a scale or minimum overflows f16.
         pub fn quantize(w: &Tensor) -> Result<Option<Self>> {
-            let Some(simd) = V3::try_new() else {
+            let Some((simd, rows, cols, data)) = ggml_blocks(w, GgmlDType::Q4_1, BLOCK_BYTES)?
+            else {
                 return Ok(None);
             };
-            let (rows, cols) = w.dims2()?;
-            if !cols.is_multiple_of(BLOCK) {
-                return Ok(None);
-            }
-            let q = QTensor::quantize(w, GgmlDType::Q4_1)?;
-            let data = q.data()?;
             let blocks = rows * cols / BLOCK;
-            if data.len() != blocks * BLOCK_BYTES {
-                return Err(ModelError::Config(format!(
-                    "a Q4_1 tensor of {blocks} blocks has {} bytes",
-                    data.len()
-                )));
-            }
             let mut nibbles = Vec::with_capacity(blocks * NIBBLES);
             let mut scales = Vec::with_capacity(blocks);
             let mut mins = Vec::with_capacity(blocks);

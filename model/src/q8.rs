@@ -19,7 +19,7 @@ const ROWS_PER_TASK: usize = 64;
 #[cfg(target_arch = "x86_64")]
 pub use avx2::Q8Matrix;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use avx2::{hsum, load};
+pub(crate) use avx2::{ggml_blocks, hsum, load};
 
 #[cfg(not(target_arch = "x86_64"))]
 pub use stub::Q8Matrix;
@@ -106,6 +106,35 @@ mod avx2 {
     /// Bytes of one GGML `block_q8_0`: an f16 scale, then 32 int8.
     const BLOCK_BYTES: usize = 2 + BLOCK;
 
+    /// The CPU's AVX2 token, `rows`, `cols` and the raw GGML blocks of a weight.
+    pub(crate) type GgmlBlocks = (V3, usize, usize, Vec<u8>);
+
+    /// `w` `[out, in]` quantised by candle to `dtype`, as raw GGML blocks of
+    /// `block_bytes` each, with AVX2 and the shape: `None` without AVX2 or when `in` is
+    /// not a whole number of blocks (candle's kernels run then).
+    pub(crate) fn ggml_blocks(
+        w: &Tensor,
+        dtype: GgmlDType,
+        block_bytes: usize,
+    ) -> Result<Option<GgmlBlocks>> {
+        let Some(simd) = V3::try_new() else {
+            return Ok(None);
+        };
+        let (rows, cols) = w.dims2()?;
+        if !cols.is_multiple_of(BLOCK) {
+            return Ok(None);
+        }
+        let data = QTensor::quantize(w, dtype)?.data()?.into_owned();
+        let blocks = rows * cols / BLOCK;
+        if data.len() != blocks * block_bytes {
+            return Err(ModelError::Config(format!(
+                "a {dtype:?} tensor of {blocks} blocks has {} bytes",
+                data.len()
+            )));
+        }
+        Ok(Some((simd, rows, cols, data)))
+    }
+
     /// A Q8_0 weight `[out, in]`: int8 values row-major, one f32 scale per block.
     #[derive(Debug, Clone)]
     pub struct Q8Matrix {
@@ -120,22 +149,11 @@ mod avx2 {
         /// `w` `[out, in]` quantised to Q8_0 by candle; `None` without AVX2 or when `in`
         /// is not a whole number of blocks.
         pub fn quantize(w: &Tensor) -> Result<Option<Self>> {
-            let Some(simd) = V3::try_new() else {
+            let Some((simd, rows, cols, data)) = ggml_blocks(w, GgmlDType::Q8_0, BLOCK_BYTES)?
+            else {
                 return Ok(None);
             };
-            let (rows, cols) = w.dims2()?;
-            if !cols.is_multiple_of(BLOCK) {
-                return Ok(None);
-            }
-            let q = QTensor::quantize(w, GgmlDType::Q8_0)?;
-            let data = q.data()?;
             let blocks = rows * cols / BLOCK;
-            if data.len() != blocks * BLOCK_BYTES {
-                return Err(ModelError::Config(format!(
-                    "a Q8_0 tensor of {blocks} blocks has {} bytes",
-                    data.len()
-                )));
-            }
             let mut qs = Vec::with_capacity(rows * cols);
             let mut scales = Vec::with_capacity(blocks);
             for block in data.chunks_exact(BLOCK_BYTES) {
