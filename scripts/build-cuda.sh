@@ -53,5 +53,10 @@ nvcc --version | tail -n 2
 cd "$root"
 CARGO_TARGET_DIR="$root/target/cuda" cargo build --release --features cuda --bin troupe
 CARGO_TARGET_DIR="$root/target/cuda" cargo build --release -p troupe-kernels --features cuda --example gpu_check
-echo "build-cuda: target/cuda/release/troupe (compute capability $CUDA_COMPUTE_CAP)"
+# The kernels' GPU-vs-CPU tests, as one binary to copy along.
+test_bin="$(CARGO_TARGET_DIR="$root/target/cuda" cargo test --release -p troupe-kernels --features cuda \
+  --test gpu --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')"
+cp "$test_bin" "$root/target/cuda/release/gpu_test"
+echo "build-cuda: target/cuda/release/{troupe,gpu_test} and examples/gpu_check (compute capability $CUDA_COMPUTE_CAP)"
 echo "build-cuda: on the GPU machine: . kernels/gpu-env.sh && target/cuda/release/troupe ..."

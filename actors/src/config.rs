@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use troupe_env::{EnvSpec, TaskConfig, TaskFamily};
 use troupe_model::ModelConfig;
+use troupe_model::device::DeviceName;
 use troupe_model::tokenizer::ChatTokenizer;
 
 use crate::ActorError;
@@ -53,9 +54,12 @@ pub struct RunConfig {
     /// Where run directories are created (`--out` picks one exactly).
     pub runs_dir: PathBuf,
     /// Where the learner computes: `cpu`, or `cuda` / `cuda:N` in a `--features cuda`
-    /// build (weights and optimizer state then live in GPU memory; publications are
-    /// copied back to host memory for samplers).
+    /// build (weights and optimizer state then live in GPU memory).
     pub learner_device: String,
+    /// Where samplers decode: `cpu` (with `model.sampler_weights`), or `cuda` / `cuda:N`
+    /// (f32 weights). On the learner's own GPU each publication is a device-to-device
+    /// copy that samplers load in place; otherwise weights pass through host memory.
+    pub sampler_device: String,
 }
 
 impl Default for RunConfig {
@@ -64,6 +68,7 @@ impl Default for RunConfig {
             seed: 1,
             runs_dir: PathBuf::from("runs"),
             learner_device: "cpu".into(),
+            sampler_device: "cpu".into(),
         }
     }
 }
@@ -497,6 +502,12 @@ impl ClusterConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.model.validate().map_err(|e| format!("[model] {e}"))?;
+        for (key, name) in [
+            ("learner_device", &self.run.learner_device),
+            ("sampler_device", &self.run.sampler_device),
+        ] {
+            DeviceName::parse(name).map_err(|e| format!("run.{key}: {e}"))?;
+        }
         let judge = self.judge().reward_spec().map_err(|e| e.to_string())?;
         let family = self.task.family;
         if judge.needs_tests() != (family == TaskFamily::Codefix) {
@@ -641,6 +652,20 @@ mod tests {
         assert!(err.contains("my.toml"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("stpes"), "{err}");
+    }
+
+    #[test]
+    fn device_names_are_checked_with_their_key() {
+        for (key, good) in [("learner_device", "cuda:1"), ("sampler_device", "cuda")] {
+            let ok = format!("[run]\n{key} = \"{good}\"\n");
+            ClusterConfig::parse(&ok, Path::new("c.toml")).unwrap();
+            let bad = format!("[run]\n{key} = \"gpu0\"\n");
+            let err = ClusterConfig::parse(&bad, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("run.{key}")), "{err}");
+            assert!(err.contains("expected cpu, cuda or cuda:N"), "{err}");
+        }
     }
 
     #[test]

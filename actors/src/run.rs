@@ -538,6 +538,7 @@ pub(crate) async fn spawn_roles(
             run_dir: head.run_dir,
             resume: head.resume,
             device: cfg.run.learner_device.clone(),
+            sampler_device: cfg.run.sampler_device.clone(),
             sft_steps: cfg.sft.steps,
             sft_batch: cfg.sft.batch_size,
             checkpoint_every: rl.checkpoint_every,
@@ -558,6 +559,14 @@ pub(crate) async fn spawn_roles(
         top_p: rl.top_p,
         max_new_tokens: rl.max_new_tokens,
     };
+    let sampler_device = if roles.samplers > 0 {
+        troupe_model::device::open(&cfg.run.sampler_device).map_err(|e| ActorError::Spawn {
+            role: "sampler",
+            reason: format!("run.sampler_device: {e}"),
+        })?
+    } else {
+        candle_core::Device::Cpu
+    };
     for i in 0..roles.samplers {
         let args = SamplerArgs {
             index: ctx.first_sampler + i,
@@ -566,6 +575,7 @@ pub(crate) async fn spawn_roles(
             params,
             max_turns: cfg.task.max_turns,
             weights: ctx.weights.clone(),
+            device: sampler_device.clone(),
         };
         start(
             format!("sampler-{i}"),

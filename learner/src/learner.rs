@@ -197,9 +197,15 @@ impl Learner {
         self.state.step
     }
 
-    /// A frozen copy of the weights for publication.
+    /// A frozen copy of the weights in host memory, for publication and checkpoints.
     pub fn snapshot(&self) -> Result<WeightSnapshot> {
         Ok(self.params.snapshot()?)
+    }
+
+    /// A frozen copy of the weights on `device`: a device-to-device copy when it is the
+    /// learner's own GPU (a sampler sharing the GPU then loads them without a host trip).
+    pub fn snapshot_on(&self, device: &candle_core::Device) -> Result<WeightSnapshot> {
+        Ok(self.params.snapshot_on(device)?)
     }
 
     fn model(&self) -> Result<Transformer> {

@@ -104,6 +104,27 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// SmolLM2-135M's shape (134.5 M parameters, Llama architecture), for timing and
+    /// memory checks with fresh weights where the model file is not at hand. The byte
+    /// tokenizer's ids all fall inside its vocabulary.
+    pub fn smollm2_135m_shape() -> Self {
+        Self {
+            vocab: 49_152,
+            d_model: 576,
+            n_layers: 30,
+            n_heads: 9,
+            n_kv_heads: 3,
+            d_ff: 1536,
+            max_seq: 2048,
+            positions: Positions::Rope,
+            rope_theta: 100_000.0,
+            gated_mlp: true,
+            tied_embeddings: true,
+            rms_eps: 1e-5,
+            ..Self::default()
+        }
+    }
+
     /// Checks the shape is buildable.
     pub fn validate(&self) -> Result<()> {
         if self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {

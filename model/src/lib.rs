@@ -5,6 +5,7 @@
 //! - [`transformer`] — a small decoder-only transformer in candle built only from
 //!   differentiable ops (own RMSNorm, plain softmax, learned positions), with a KV cache
 //!   for generation and an attention bias for left-padded batches.
+//! - [`device`] — `cpu` / `cuda` / `cuda:N` names and the devices they open.
 //! - [`params`] — named parameters, seeded initialisation, snapshots for weight publication.
 //! - [`pretrained`] — Llama-architecture models from GGUF ([`gguf`]) or Hugging Face
 //!   directories ([`hf`], also the export format), with their BPE tokenizer and ChatML
@@ -27,6 +28,7 @@
 
 pub mod chatml;
 pub mod config;
+pub mod device;
 pub mod gguf;
 pub mod hf;
 pub mod layers;
@@ -60,6 +62,9 @@ pub enum ModelError {
     /// The model configuration is unusable.
     #[error("model config: {0}")]
     Config(String),
+    /// A device name is malformed or the device cannot be opened.
+    #[error("{0}")]
+    Device(String),
     /// A tokenizer could not be built or used.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

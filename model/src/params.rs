@@ -144,20 +144,27 @@ impl Params {
     /// A frozen copy of the current values in host memory, for publication to samplers
     /// and checkpoints.
     pub fn snapshot(&self) -> Result<WeightSnapshot> {
+        self.snapshot_on(&Device::Cpu)
+    }
+
+    /// A frozen copy of the current values on `device`: on the variables' own GPU a
+    /// device-to-device copy (how a learner hands weights to a sampler sharing its GPU),
+    /// elsewhere a transfer.
+    pub fn snapshot_on(&self, device: &Device) -> Result<WeightSnapshot> {
         // Detached: a copy of a variable would otherwise record the copy op, and every
         // computation a sampler ran on it would build (and hold) an autograd graph.
-        let host = |t: &Tensor| -> Result<Tensor> {
-            Ok(if t.device().is_cpu() {
+        let copy = |t: &Tensor| -> Result<Tensor> {
+            Ok(if t.device().same_device(device) {
                 t.copy()?.detach()
             } else {
-                t.to_device(&Device::Cpu)?.detach()
+                t.to_device(device)?.detach()
             })
         };
         let tensors = self
             .names
             .iter()
             .zip(&self.vars)
-            .map(|(n, v)| Ok((n.clone(), host(v.as_tensor())?)))
+            .map(|(n, v)| Ok((n.clone(), copy(v.as_tensor())?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(WeightSnapshot {
             tensors: Arc::new(tensors),
@@ -219,9 +226,32 @@ impl WeightSnapshot {
             .sum()
     }
 
+    /// Where the weights live.
+    pub fn device(&self) -> Device {
+        self.tensors
+            .first()
+            .map_or(Device::Cpu, |(_, t)| t.device().clone())
+    }
+
+    /// The same weights on `device` (shared, not copied, when already there).
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        if self.device().same_device(device) {
+            return Ok(self.clone());
+        }
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|(n, t)| Ok((n.clone(), t.to_device(device)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            tensors: Arc::new(tensors),
+        })
+    }
+
     /// The weights as safetensors bytes (what crosses the network on a weight sync).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let views = self.tensors.iter().map(|(n, t)| (n.as_str(), t));
+        let host = self.to_device(&Device::Cpu)?;
+        let views = host.tensors.iter().map(|(n, t)| (n.as_str(), t));
         safetensors::serialize(views, None).map_err(|e| ModelError::Weight {
             name: "<snapshot>".into(),
             reason: e.to_string(),
@@ -247,7 +277,7 @@ impl WeightSnapshot {
 
     /// Writes the weights as a safetensors file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        candle_core::safetensors::save(&self.to_map(), path)?;
+        candle_core::safetensors::save(&self.to_device(&Device::Cpu)?.to_map(), path)?;
         Ok(())
     }
 

@@ -84,9 +84,11 @@ impl KvCache {
     }
 
     /// Makes room for `extra` more positions in each of `n_layers` layers of keys and
-    /// values `[b, kv, _, hd]`, growing to at most `max` positions (unless more are needed).
+    /// values `[b, kv, _, hd]` on `dev`, growing to at most `max` positions (unless more
+    /// are needed).
     fn reserve(
         &mut self,
+        dev: &Device,
         n_layers: usize,
         (b, kv, hd): (usize, usize, usize),
         extra: usize,
@@ -102,7 +104,7 @@ impl KvCache {
             .max(64)
             .min(max.max(need));
         let grow = |old: Option<&Tensor>| -> Result<Tensor> {
-            let new = Tensor::zeros((b, kv, cap, hd), candle_core::DType::F32, &Device::Cpu)?;
+            let new = Tensor::zeros((b, kv, cap, hd), candle_core::DType::F32, dev)?;
             if let Some(old) = old
                 && self.len > 0
             {
@@ -333,7 +335,7 @@ impl Transformer {
         }
         let mut x = x.reshape((b, t, d))?;
         if let Some(c) = cache.as_deref_mut() {
-            c.reserve(self.layers.len(), (b, kv, hd), t, self.cfg.max_seq)?;
+            c.reserve(dev, self.layers.len(), (b, kv, hd), t, self.cfg.max_seq)?;
         }
         let tables = match &self.rope {
             Some(rope) => Some(rope.tables(positions)?),

@@ -58,6 +58,27 @@ fn forward_all(model: &Transformer, ids: &[u32]) -> Tensor {
 }
 
 #[test]
+fn the_named_shape_is_the_ggufs() {
+    let (from_file, _) = spec(2048);
+    let named = ModelConfig::smollm2_135m_shape();
+    assert_eq!(named.parameter_count(), 134_515_008);
+    // The file's epsilon is stored as f32; the named shape keeps the byte tokenizer's
+    // pad and end ids (its vocabulary holds them).
+    assert!((from_file.rms_eps - named.rms_eps).abs() < 1e-9);
+    assert_eq!(
+        ModelConfig {
+            pretrained: None,
+            sampler_weights: named.sampler_weights,
+            rms_eps: named.rms_eps,
+            pad_token: named.pad_token,
+            end_token: named.end_token,
+            ..from_file
+        },
+        named
+    );
+}
+
+#[test]
 fn shape_and_tokenizer_come_from_the_gguf() {
     let (cfg, tok) = spec(256);
     assert_eq!(

@@ -18,8 +18,15 @@ use troupe_sampler::{SamplingParams, generate};
 #[derive(Debug, clap::Args)]
 pub struct LearnerArgs {
     /// A GGUF file or Hugging Face directory; without it, the built-in small policy.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shape")]
     model: Option<PathBuf>,
+    /// A named model shape with freshly initialised weights, for timing without the
+    /// file: `smollm2-135m` (SmolLM2-135M's 134.5 M parameters).
+    #[arg(long)]
+    shape: Option<String>,
+    /// Let cuBLAS use TF32 tensor cores for f32 matmuls (GPU only).
+    #[arg(long)]
+    tf32: bool,
     /// `cpu`, or `cuda` / `cuda:N` (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -46,34 +53,26 @@ pub struct LearnerArgs {
     json: bool,
 }
 
-fn device(name: &str) -> anyhow::Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        _ => {
-            let ordinal = name
-                .strip_prefix("cuda")
-                .map(|r| r.trim_start_matches(':'))
-                .filter(|r| r.is_empty() || r.parse::<usize>().is_ok())
-                .with_context(|| format!("--device {name}: expected cpu, cuda or cuda:N"))?;
-            Device::new_cuda(ordinal.parse().unwrap_or(0)).with_context(|| {
-                format!("--device {name}: no CUDA device (is this a `--features cuda` build?)")
-            })
-        }
-    }
-}
-
 fn sync(dev: &Device) -> anyhow::Result<()> {
     dev.synchronize().context("device synchronize")
 }
 
 /// Runs the bench and prints its report.
 pub fn main(args: LearnerArgs) -> anyhow::Result<()> {
-    let dev = device(&args.device)?;
+    let dev = troupe_model::device::open(&args.device).context("--device")?;
+    if args.tf32 {
+        candle_core::cuda::set_gemm_reduced_precision_f32(true);
+    }
+    let shape = match args.shape.as_deref() {
+        None => None,
+        Some("smollm2-135m") => Some(ModelConfig::smollm2_135m_shape()),
+        Some(other) => anyhow::bail!("--shape {other:?}: the known shape is smollm2-135m"),
+    };
     let with_seq = |max_seq: usize| {
         pretrained::resolve(&ModelConfig {
             pretrained: args.model.clone(),
             max_seq,
-            ..ModelConfig::default()
+            ..shape.clone().unwrap_or_default()
         })
     };
     let tokenizer = with_seq(args.seq.max(16))?.tokenizer;
@@ -126,18 +125,37 @@ pub fn main(args: LearnerArgs) -> anyhow::Result<()> {
     let snapshot_s = t.elapsed().as_secs_f64();
     let bytes = snapshot.byte_len();
 
-    // Sampler: the published weights back on the device, greedy decode of a batch.
-    let weights: std::collections::HashMap<_, _> = snapshot
-        .to_map()
-        .into_iter()
-        .map(|(n, w)| Ok((n, w.to_device(&dev)?)))
-        .collect::<anyhow::Result<_>>()?;
+    // A publication for a sampler sharing the learner's device (on a GPU a
+    // device-to-device copy), then the sampler's load of it: the same-GPU weight sync.
     let sampler_weights = if dev.is_cpu() {
         SamplerWeights::Q8_0
     } else {
         SamplerWeights::F32
     };
-    let sampler = Transformer::with_weights(&model_cfg, &weights, sampler_weights)?;
+    let mut publish_s = Vec::new();
+    let mut load_s_sampler = Vec::new();
+    let mut sampler = None;
+    for _ in 0..5 {
+        sync(&dev)?;
+        let t = Instant::now();
+        let published = learner.snapshot_on(&dev)?;
+        sync(&dev)?;
+        publish_s.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        sampler = Some(Transformer::with_weights(
+            &model_cfg,
+            &published.to_map(),
+            sampler_weights,
+        )?);
+        sync(&dev)?;
+        load_s_sampler.push(t.elapsed().as_secs_f64());
+    }
+    let mid = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (publish_s, load_s_sampler) = (mid(&mut publish_s), mid(&mut load_s_sampler));
+    let sampler = sampler.context("no sampler built")?;
     let mut rngs: Vec<ChaCha8Rng> = (0..args.sampler_batch as u64)
         .map(ChaCha8Rng::seed_from_u64)
         .collect();
@@ -152,9 +170,31 @@ pub fn main(args: LearnerArgs) -> anyhow::Result<()> {
     let decode_s = t.elapsed().as_secs_f64();
     let generated: usize = out.iter().map(|g| g.tokens.len()).sum();
 
+    // The device against the CPU on the same weights: log-probs of the first row's
+    // generated tokens, one forward pass each.
+    let vs_cpu = if dev.is_cpu() {
+        None
+    } else {
+        let cpu = Transformer::with_weights(&model_cfg, &snapshot.to_map(), SamplerWeights::F32)?;
+        let completion = &out[0].tokens;
+        let on_dev = sampler.sequence_logprobs(&prompts[0], completion)?;
+        let on_cpu = cpu.sequence_logprobs(&prompts[0], completion)?;
+        Some(
+            on_dev
+                .iter()
+                .zip(&on_cpu)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max),
+        )
+    };
+
     let report = json!({
         "device": format!("{dev:?}"),
-        "model": args.model.as_ref().map_or("built-in small policy".to_string(), |p| p.display().to_string()),
+        "model": match (&args.model, &args.shape) {
+            (Some(p), _) => p.display().to_string(),
+            (None, Some(shape)) => format!("{shape} shape, fresh weights"),
+            (None, None) => "built-in small policy".to_string(),
+        },
         "parameters": params,
         "load_seconds": load_s,
         "learner_batch": [args.batch, args.seq],
@@ -168,6 +208,11 @@ pub fn main(args: LearnerArgs) -> anyhow::Result<()> {
         "sampler_tokens_per_s": generated as f64 / decode_s,
         "snapshot_bytes": bytes,
         "snapshot_to_host_seconds": snapshot_s,
+        "tf32": args.tf32,
+        "device_vs_cpu_logprob_max_abs": vs_cpu,
+        "same_device_publish_seconds": publish_s,
+        "sampler_load_seconds": load_s_sampler,
+        "same_device_weight_sync_seconds": publish_s + load_s_sampler,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -208,5 +253,11 @@ fn print_table(r: &Value) {
         "  weights to host       {:.1} MB in {:.1} ms",
         f("snapshot_bytes") / 1e6,
         1e3 * f("snapshot_to_host_seconds")
+    );
+    println!(
+        "  same-device sync      {:.1} ms (publish {:.1} ms + sampler load {:.1} ms)",
+        1e3 * f("same_device_weight_sync_seconds"),
+        1e3 * f("same_device_publish_seconds"),
+        1e3 * f("sampler_load_seconds")
     );
 }

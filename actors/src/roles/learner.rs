@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, call};
 use troupe_learner::{Learner, LearnerConfig, SftExample, checkpoint};
 use troupe_model::ModelConfig;
+use troupe_model::device::DeviceName;
 
 use crate::messages::{BufferMsg, CoordinatorMsg, LearnerMsg, StepReport};
 use crate::remote::group;
@@ -32,6 +33,9 @@ pub struct LearnerArgs {
     pub resume: Option<PathBuf>,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// Where samplers decode (`run.sampler_device`): publications are made there when it
+    /// is the learner's own GPU, in host memory otherwise.
+    pub sampler_device: String,
     /// SFT steps and batch size.
     pub sft_steps: u64,
     /// Conversations per SFT step.
@@ -49,6 +53,8 @@ pub struct LearnerArgs {
 pub struct LearnerActorState {
     args: LearnerArgs,
     learner: Learner,
+    /// Where publications are made.
+    publish_on: candle_core::Device,
     target_steps: u64,
     waiting_since: Option<Instant>,
 }
@@ -58,7 +64,7 @@ impl LearnerActorState {
         self.args.weights.publish(
             self.learner.publication(),
             self.learner.version(),
-            self.learner.snapshot()?,
+            self.learner.snapshot_on(&self.publish_on)?,
         );
         Ok(())
     }
@@ -199,31 +205,21 @@ impl Actor for LearnerActor {
             Some(dir) => Learner::load(&args.model, args.learner.clone(), dir)?,
             None => Learner::new(&args.model, args.learner.clone(), args.seed)?,
         };
-        let learner = match args.device.as_str() {
-            "cpu" => learner,
-            name => {
-                let ordinal = name
-                    .strip_prefix("cuda")
-                    .map(|r| r.trim_start_matches(':'))
-                    .and_then(|r| {
-                        if r.is_empty() {
-                            Some(0)
-                        } else {
-                            r.parse().ok()
-                        }
-                    })
-                    .ok_or_else(|| {
-                        format!("run.learner_device = {name:?}: expected cpu, cuda or cuda:N")
-                    })?;
-                let device = candle_core::Device::new_cuda(ordinal).map_err(|e| {
-                    format!("run.learner_device = {name:?}: {e} (a `--features cuda` build on a GPU machine is needed)")
-                })?;
-                learner.to_device(&device)?
-            }
+        let learner = match DeviceName::parse(&args.device)? {
+            DeviceName::Cpu => learner,
+            gpu => learner.to_device(&gpu.open()?)?,
+        };
+        let same_gpu = args.device != "cpu"
+            && DeviceName::parse(&args.sampler_device)? == DeviceName::parse(&args.device)?;
+        let publish_on = if same_gpu {
+            learner.device()
+        } else {
+            candle_core::Device::Cpu
         };
         let state = LearnerActorState {
             args,
             learner,
+            publish_on,
             target_steps: 0,
             waiting_since: None,
         };

@@ -9,7 +9,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, call};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use troupe_core::{PolicyVersion, Purpose, TaskSpec};
-use troupe_model::{ModelConfig, Transformer, tokenizer::ChatTokenizer};
+use troupe_model::{ModelConfig, Transformer, config::SamplerWeights, tokenizer::ChatTokenizer};
 use troupe_sampler::{
     SamplingParams,
     episode::{Appended, Episode},
@@ -41,6 +41,8 @@ pub struct SamplerArgs {
     pub max_turns: u32,
     /// Published weights.
     pub weights: WeightStore,
+    /// Where the replica decodes (`run.sampler_device`); a GPU replica keeps f32 weights.
+    pub device: candle_core::Device,
 }
 
 /// A sampler's state: its arguments and the replica it holds.
@@ -85,10 +87,17 @@ impl SamplerState {
                         "weights publication missed; using a newer one"
                     );
                 }
+                // On the learner's GPU the publication is already there: loaded in place.
+                let dev = &self.args.device;
+                let format = if dev.is_cpu() {
+                    self.args.model.sampler_weights
+                } else {
+                    SamplerWeights::F32
+                };
                 let model = Transformer::with_weights(
                     &self.args.model,
-                    &p.weights.to_map(),
-                    self.args.model.sampler_weights,
+                    &p.weights.to_device(dev)?.to_map(),
+                    format,
                 )?;
                 self.replica = Some((held, p.version, model));
                 return Ok(p.version);
@@ -337,6 +346,7 @@ mod tests {
             params: SamplingParams::default(),
             max_turns: 8,
             weights: weights.clone(),
+            device: candle_core::Device::Cpu,
         };
         let mut state = SamplerState {
             args,
