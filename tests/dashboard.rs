@@ -1,5 +1,6 @@
 //! The head node's dashboard against a real `troupe run`: `/api/status`, `/metrics`,
-//! server-sent events, the bearer token, and `troupe status`.
+//! server-sent events, the bearer token, `troupe status`, and the page in Debian's
+//! headless `chromium` (installed by `.ci/run`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -8,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// Runs share two cores; one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn troupe() -> Command {
     Command::new(env!("CARGO_BIN_EXE_troupe"))
@@ -126,23 +130,24 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
     samples
 }
 
-#[test]
-fn dashboard_serves_live_status_metrics_and_events() {
-    let dir = temp_dir("dashboard");
+/// Starts `troupe run` on a small config with `rl_steps` RL steps; returns the process,
+/// its run directory, the dashboard URL and the token.
+fn start_run(name: &str, rl_steps: &str) -> (Running, PathBuf, PathBuf, String, String) {
+    let dir = temp_dir(name);
     let cfg = config(
         &dir,
         &[
             ("task", "heldout_size", "40"),
             ("sft", "seed_trajectories", "128"),
             ("sft", "steps", "40"),
-            ("rl", "steps", "300"),
+            ("rl", "steps", rl_steps),
             ("rl", "groups_per_batch", "8"),
             ("rl", "eval_every", "50"),
         ],
     );
     let run_dir = dir.join("run");
     let log = std::fs::File::create(dir.join("stderr.txt")).unwrap();
-    let _run = Running(
+    let run = Running(
         troupe()
             .args(["run", "--config"])
             .arg(&cfg)
@@ -164,6 +169,27 @@ fn dashboard_serves_live_status_metrics_and_events() {
         Duration::from_secs(120),
         || Some((read("dashboard.url")?, read("dashboard.token")?)),
     );
+    (run, dir, run_dir, url, token)
+}
+
+/// Polls `/api/status` until RL has published a policy and stepped.
+fn wait_for_rl(url: &str, token: &str) -> Value {
+    wait_for(
+        "policy_version > 0 and an RL step",
+        Duration::from_secs(400),
+        || {
+            let (code, body) = get(url, "/api/status", Some(token));
+            assert_eq!(code, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            (v["policy_version"].as_u64()? > 0 && v["rl_step"].as_u64()? > 0).then_some(v)
+        },
+    )
+}
+
+#[test]
+fn dashboard_serves_live_status_metrics_and_events() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_run, dir, run_dir, url, token) = start_run("dashboard", "300");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -232,16 +258,7 @@ fn dashboard_serves_live_status_metrics_and_events() {
     };
 
     // The status once RL has published a policy and stepped.
-    let status = wait_for(
-        "policy_version > 0 and an RL step",
-        Duration::from_secs(400),
-        || {
-            let (code, body) = get(&url, "/api/status", Some(&token));
-            assert_eq!(code, 200, "{body}");
-            let v: Value = serde_json::from_str(&body).unwrap();
-            (v["policy_version"].as_u64()? > 0 && v["rl_step"].as_u64()? > 0).then_some(v)
-        },
-    );
+    let status = wait_for_rl(&url, &token);
     let nodes = status["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 1, "{status}");
     assert_eq!(nodes[0]["name"], "local");
@@ -359,4 +376,80 @@ fn dashboard_serves_live_status_metrics_and_events() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
+
+/// The page in headless chromium: the actor table and the charts carry live data.
+#[test]
+fn dashboard_page_shows_actors_and_charts_in_chromium() {
+    let chromium = "chromium";
+    assert!(
+        Command::new(chromium)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "Debian's chromium is needed (apt-get install chromium; .ci/run installs it)"
+    );
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Enough RL steps that the run is still going while the browser looks.
+    let (_run, dir, _run_dir, url, token) = start_run("dashboard-browser", "5000");
+    wait_for_rl(&url, &token);
+    let page = format!("{url}?token={token}");
+    let browser = |extra: &[&str]| {
+        let out = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--timeout=10000",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                dir.join("chromium").display()
+            ))
+            .args(extra)
+            .arg(&page)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dom = browser(&["--dump-dom"]);
+    assert_eq!(dom.matches("<tr class=\"actor\">").count(), 7, "{dom}");
+    assert_eq!(dom.matches(">running<").count(), 7, "{dom}");
+    assert!(dom.contains(">sampler-1<"), "{dom}");
+    let version: u64 = dom
+        .split("id=\"version\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no policy version on the page: {dom}"));
+    assert!(version > 0, "{dom}");
+    // Seven uPlot charts, each with a canvas; the per-step ones hold at least one point.
+    assert_eq!(dom.matches("<canvas").count(), 7, "{dom}");
+    for chart in ["reward", "loss", "steptime", "throughput"] {
+        let points: usize = dom
+            .split(&format!("id=\"chart-{chart}\""))
+            .nth(1)
+            .and_then(|r| r.split("data-points=\"").nth(1))
+            .and_then(|r| r.split('"').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("chart {chart} has no data-points: {dom}"));
+        assert!(points >= 1, "chart {chart} is empty");
+    }
+    let shot = dir.join("dashboard.png");
+    browser(&[
+        "--window-size=1400,1400",
+        &format!("--screenshot={}", shot.display()),
+    ]);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{}",
+        shot.display()
+    );
+    println!("dashboard screenshot: {}", shot.display());
 }

@@ -60,6 +60,8 @@ function redraw() {
         c.series.map(([, f]) => steps.map((s, i) => num(f(s, steps[i - 1])))));
     }
     plots[c.id].setData(data);
+    document.getElementById("chart-" + c.id).dataset.points =
+      data[1].filter(v => v != null).length;
   }
 }
 
@@ -107,12 +109,26 @@ function showStatus(st) {
   }
 }
 
-async function start() {
+// The first view is fetched synchronously, so the page's load event (and a headless
+// browser's screenshot) comes with data; everything after it arrives as events.
+function getNow(path) {
+  const r = new XMLHttpRequest();
+  r.open("GET", path + q, false);
+  r.send();
+  if (r.status !== 200) throw new Error(path + ": HTTP " + r.status);
+  return JSON.parse(r.responseText);
+}
+
+function start() {
   makeCharts();
-  const [st, ss] = await Promise.all([
-    fetch("/api/status" + q).then(r => r.json()),
-    fetch("/api/steps" + q).then(r => r.json()),
-  ]);
+  let st, ss;
+  try {
+    st = getNow("/api/status");
+    ss = getNow("/api/steps");
+  } catch (e) {
+    document.getElementById("live").textContent = String(e) + " (open the URL with ?token=)";
+    return;
+  }
   steps.push(...ss);
   showStatus(st);
   redraw();
