@@ -175,7 +175,7 @@ pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summar
     let head = prepare_head(&opts, progress.as_ref())?;
     let cfg = head.cfg.clone();
     let weights = WeightStore::new(cfg.rl.async_lag as usize + 3);
-    let (coordinator, done) = spawn_coordinator(&head, progress).await?;
+    let (coordinator, done, _) = spawn_coordinator(&head, progress).await?;
     let ctx = RoleContext {
         cfg: &cfg,
         seed: head.seed,
@@ -359,7 +359,8 @@ fn write_codefix_seeds(
 /// The coordinator's completion channel.
 type Done = oneshot::Receiver<Result<Summary, String>>;
 
-/// Starts the coordinator; it begins the run once every role in the config has joined.
+/// Starts the coordinator (and the dashboard, returned when enabled); it begins the run
+/// once every role in the config has joined.
 pub(crate) async fn spawn_coordinator(
     head: &Head,
     progress: Arc<dyn Progress>,
@@ -367,6 +368,7 @@ pub(crate) async fn spawn_coordinator(
     (
         ActorRef<CoordinatorMsg>,
         (ractor::concurrency::JoinHandle<()>, Done),
+        Option<Dashboard>,
     ),
     ActorError,
 > {
@@ -400,7 +402,7 @@ pub(crate) async fn spawn_coordinator(
         // an in-memory buffer.
         buffer_accounting: cfg.buffer.log || !head.resumed,
         judge_metrics: cfg.judge.components.llm.is_some(),
-        dashboard,
+        dashboard: dashboard.clone(),
     };
     let (coordinator, handle) =
         Actor::spawn(Some("coordinator".into()), Coordinator, coordinator_args)
@@ -409,7 +411,7 @@ pub(crate) async fn spawn_coordinator(
     coordinator
         .cast(CoordinatorMsg::Start)
         .map_err(|e| ActorError::Failed(e.to_string()))?;
-    Ok((coordinator, (handle, done_rx)))
+    Ok((coordinator, (handle, done_rx), dashboard))
 }
 
 /// Serves the dashboard when `[dashboard] enabled`, prints its URL, and returns it with

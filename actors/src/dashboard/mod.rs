@@ -12,6 +12,7 @@
 pub mod server;
 pub mod status;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ractor::ActorCell;
@@ -32,6 +33,8 @@ pub struct Dashboard {
     node: String,
     /// Every node of the cluster, from `cluster.toml`.
     nodes: Vec<String>,
+    /// Connected peers: ractor's node id of each actor session and the node's name.
+    peers: Arc<Mutex<BTreeMap<u64, String>>>,
 }
 
 impl Dashboard {
@@ -42,6 +45,7 @@ impl Dashboard {
             events: broadcast::channel(64).0,
             node,
             nodes,
+            peers: Arc::default(),
         }
     }
 
@@ -66,6 +70,12 @@ impl Dashboard {
         let _ = self
             .events
             .send(serde_json::json!({"step": line, "status": self.status()}));
+    }
+
+    /// Sets the connected peers (ractor node id → node name), as `troupe node` learns
+    /// them from its actor sessions.
+    pub fn set_peers(&self, peers: BTreeMap<u64, String>) {
+        *self.peers.lock().unwrap_or_else(|e| e.into_inner()) = peers;
     }
 
     /// Records an actor failure.
@@ -96,15 +106,17 @@ impl Dashboard {
     }
 
     /// Nodes and their actors, from the role process groups. This process's actors
-    /// belong to `node`; a peer's actors are listed under `remote-N` (N: ractor's node
-    /// id), since the head does not yet map session ids to node names.
+    /// belong to `node`, a peer's to the node its actor session names (`remote-N`, N
+    /// ractor's node id, while the name is not known). A node is up while this process
+    /// hosts it or holds an actor session with it.
     pub fn nodes(&self) -> Vec<NodeRow> {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut rows: Vec<NodeRow> = self
             .nodes
             .iter()
             .map(|n| NodeRow {
                 name: n.clone(),
-                up: *n == self.node,
+                up: *n == self.node || peers.values().any(|p| p == n),
                 actors: Vec::new(),
             })
             .collect();
@@ -129,7 +141,10 @@ impl Dashboard {
                 let node = if id.is_local() {
                     self.node.clone()
                 } else {
-                    format!("remote-{}", id.node())
+                    peers
+                        .get(&id.node())
+                        .cloned()
+                        .unwrap_or_else(|| format!("remote-{}", id.node()))
                 };
                 let name = cell.get_name().unwrap_or_else(|| id.to_string());
                 let state = if failures.contains(&name) {
