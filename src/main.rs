@@ -6,6 +6,7 @@ mod export;
 mod progress;
 mod sandbox;
 mod serve;
+mod status;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,6 +71,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show a running cluster's nodes, actors, policy version and trajectory counts
+    /// (from the head node's dashboard).
+    Status(status::StatusArgs),
     /// Make a cluster CA and one certificate per node of the configuration.
     Certs {
         /// Cluster configuration listing every node.
@@ -293,6 +297,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::main(args)?,
         Command::Bench { what } => bench::main(what)?,
         Command::Export(args) => export::main(args)?,
+        Command::Status(args) => status::main(args)?,
     }
     Ok(())
 }

@@ -179,6 +179,51 @@ fn three_nodes_learn_exactly_like_the_embedded_run_and_hold_no_tcp() {
             "{name} holds a TCP connection"
         );
     }
+    // The head's dashboard names every node and puts each actor on its node.
+    let live = troupe()
+        .args(["status", "--json", "--run-dir"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    let live: Value = serde_json::from_slice(&live.stdout).unwrap();
+    let placed: Vec<(String, bool, Vec<String>)> = live["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let mut roles: Vec<String> = n["actors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["role"].as_str().unwrap().to_string())
+                .collect();
+            roles.sort();
+            (
+                n["name"].as_str().unwrap().to_string(),
+                n["up"] == true,
+                roles,
+            )
+        })
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+    let mut want = vec![
+        ("env".to_string(), true, s(&["env_host", "judge"])),
+        ("gen".to_string(), true, s(&["sampler", "sampler"])),
+        (
+            "head".to_string(),
+            true,
+            s(&["buffer", "coordinator", "learner"]),
+        ),
+    ];
+    let mut got = placed.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{live}");
     let status = head.0.wait().unwrap();
     let log = std::fs::read_to_string(dir.join("head.log")).unwrap();
     assert!(status.success(), "head failed: {log}");

@@ -43,6 +43,30 @@ pub struct ClusterConfig {
     pub judge: troupe_judge::JudgeConfig,
     /// Optimizer.
     pub optim: OptimConfig,
+    /// The head node's web dashboard, JSON API and Prometheus `/metrics`.
+    pub dashboard: DashboardConfig,
+}
+
+/// The dashboard the head node (the one hosting the coordinator) serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Serve it. Costs one HTTP listener and a ring of the last 4,096 steps' metrics
+    /// (a few MiB at most) in the head process.
+    pub enabled: bool,
+    /// TCP address (`host:port`) to listen on; port 0 picks a free port. The actual URL
+    /// and a bearer token are written to the run directory (`dashboard.url`,
+    /// `dashboard.token`). Plain HTTP: keep it on loopback, or behind a TLS proxy.
+    pub addr: String,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            addr: "127.0.0.1:0".into(),
+        }
+    }
 }
 
 /// Run-wide settings.
@@ -674,6 +698,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("famly"), "{err}");
+    }
+
+    #[test]
+    fn dashboard_defaults_to_a_free_loopback_port_and_rejects_typos() {
+        let cfg = ClusterConfig::parse("", Path::new("c.toml")).unwrap();
+        assert!(cfg.dashboard.enabled);
+        assert_eq!(cfg.dashboard.addr, "127.0.0.1:0");
+        let cfg = ClusterConfig::parse(
+            "[dashboard]\nenabled = false\naddr = \"0.0.0.0:8080\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert!(!cfg.dashboard.enabled);
+        assert_eq!(cfg.dashboard.addr, "0.0.0.0:8080");
+        let err = ClusterConfig::parse("[dashboard]\nadress = \"x\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("adress"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! configuration and the embedded run.
 //!
 //! - [`config`] — `cluster.toml`.
+//! - [`dashboard`] — the head node's live status over HTTP (page, JSON, SSE, Prometheus).
 //! - [`messages`] — what roles say to each other (payloads are wire-ready).
 //! - [`schedule`] — the coordinator's pure, deterministic work scheduler.
 //! - [`remote`] — process groups and how messages cross the network.
@@ -17,6 +18,7 @@
 //! ```
 
 pub mod config;
+pub mod dashboard;
 pub mod messages;
 pub mod node;
 pub mod progress;

@@ -159,7 +159,10 @@ pub async fn node(
         .map(|n| n.roles.samplers)
         .sum();
     let outcome = if let Some(head) = head {
-        let (coordinator, done) = spawn_coordinator(&head, progress.clone()).await?;
+        let (coordinator, done, dashboard) = spawn_coordinator(&head, progress.clone()).await?;
+        if let Some(dashboard) = dashboard {
+            tokio::spawn(name_peers(node_server.clone(), dashboard));
+        }
         let ctx = RoleContext {
             cfg: &cfg,
             seed: head.seed,
@@ -190,6 +193,27 @@ pub async fn node(
     };
     node_server.stop(None);
     outcome
+}
+
+/// Tells the dashboard, every second, which peers hold an actor session with this node
+/// and their ractor node ids; ends when the node server stops.
+async fn name_peers(
+    node_server: ActorRef<NodeServerMessage>,
+    dashboard: crate::dashboard::Dashboard,
+) {
+    while let Ok(sessions) = ractor::call_t!(node_server, NodeServerMessage::GetSessions, 1_000) {
+        let peers = sessions
+            .into_iter()
+            .filter_map(|(id, s)| {
+                let name = s.peer_name?.name;
+                // `node_name@host`
+                let node = name.split('@').next().unwrap_or(&name).to_string();
+                Some((id, node))
+            })
+            .collect();
+        dashboard.set_peers(peers);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 fn node_addr(node: &NodeConfig) -> Result<SocketAddr, String> {

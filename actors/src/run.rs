@@ -13,6 +13,7 @@ use troupe_model::tokenizer::TurnRole;
 use troupe_sampler::SamplingParams;
 
 use crate::config::{ClusterConfig, Roles};
+use crate::dashboard::{Dashboard, DashboardProgress};
 use crate::messages::CoordinatorMsg;
 use crate::progress::Progress;
 use crate::roles::{
@@ -174,7 +175,7 @@ pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summar
     let head = prepare_head(&opts, progress.as_ref())?;
     let cfg = head.cfg.clone();
     let weights = WeightStore::new(cfg.rl.async_lag as usize + 3);
-    let (coordinator, done) = spawn_coordinator(&head, progress).await?;
+    let (coordinator, done, _) = spawn_coordinator(&head, progress).await?;
     let ctx = RoleContext {
         cfg: &cfg,
         seed: head.seed,
@@ -358,7 +359,8 @@ fn write_codefix_seeds(
 /// The coordinator's completion channel.
 type Done = oneshot::Receiver<Result<Summary, String>>;
 
-/// Starts the coordinator; it begins the run once every role in the config has joined.
+/// Starts the coordinator (and the dashboard, returned when enabled); it begins the run
+/// once every role in the config has joined.
 pub(crate) async fn spawn_coordinator(
     head: &Head,
     progress: Arc<dyn Progress>,
@@ -366,12 +368,14 @@ pub(crate) async fn spawn_coordinator(
     (
         ActorRef<CoordinatorMsg>,
         (ractor::concurrency::JoinHandle<()>, Done),
+        Option<Dashboard>,
     ),
     ActorError,
 > {
     let (cfg, seed) = (&head.cfg, head.seed);
     let rl = &cfg.rl;
     let (done_tx, done_rx) = oneshot::channel();
+    let (dashboard, progress) = start_dashboard(head, progress).await?;
     let coordinator_args = CoordinatorArgs {
         schedule: ScheduleConfig {
             task: cfg.task.task_config(),
@@ -398,6 +402,7 @@ pub(crate) async fn spawn_coordinator(
         // an in-memory buffer.
         buffer_accounting: cfg.buffer.log || !head.resumed,
         judge_metrics: cfg.judge.components.llm.is_some(),
+        dashboard: dashboard.clone(),
     };
     let (coordinator, handle) =
         Actor::spawn(Some("coordinator".into()), Coordinator, coordinator_args)
@@ -406,7 +411,41 @@ pub(crate) async fn spawn_coordinator(
     coordinator
         .cast(CoordinatorMsg::Start)
         .map_err(|e| ActorError::Failed(e.to_string()))?;
-    Ok((coordinator, (handle, done_rx)))
+    Ok((coordinator, (handle, done_rx), dashboard))
+}
+
+/// Serves the dashboard when `[dashboard] enabled`, prints its URL, and returns it with
+/// a progress sink that also tells it the run's phase.
+async fn start_dashboard(
+    head: &Head,
+    progress: Arc<dyn Progress>,
+) -> Result<(Option<Dashboard>, Arc<dyn Progress>), ActorError> {
+    let cfg = &head.cfg;
+    if !cfg.dashboard.enabled {
+        return Ok((None, progress));
+    }
+    let nodes = cfg.nodes();
+    let here = nodes
+        .iter()
+        .find(|n| n.roles.coordinator)
+        .map_or_else(|| "local".to_string(), |n| n.name.clone());
+    let dashboard = Dashboard::new(here, nodes.into_iter().map(|n| n.name).collect());
+    let served =
+        crate::dashboard::server::serve(dashboard.clone(), &cfg.dashboard.addr, &head.run_dir)
+            .await?;
+    progress.note(&format!(
+        "dashboard {}?token={} (token also in {})",
+        served.url,
+        served.token,
+        head.run_dir
+            .join(crate::dashboard::server::TOKEN_FILE)
+            .display()
+    ));
+    let progress: Arc<dyn Progress> = Arc::new(DashboardProgress {
+        inner: progress,
+        dashboard: dashboard.clone(),
+    });
+    Ok((Some(dashboard), progress))
 }
 
 /// Waits for the coordinator's summary, then stops it and every role it supervises.

@@ -76,6 +76,8 @@ pub struct CoordinatorArgs {
     /// Whether judges call an LLM: then their counters go into every `metrics.jsonl`
     /// line and the summary.
     pub judge_metrics: bool,
+    /// The live status the dashboard serves, when it is enabled.
+    pub dashboard: Option<crate::dashboard::Dashboard>,
 }
 
 /// What is still missing of `required`, in words, or `None` when every role is present.
@@ -330,6 +332,9 @@ impl CoordinatorState {
                 self.finish().await?;
             }
         }
+        if let Some(d) = &self.args.dashboard {
+            d.counters(&self.args.state, self.last_version, self.rl_steps);
+        }
         Ok(())
     }
 
@@ -381,6 +386,10 @@ impl CoordinatorState {
             line["judge"] = serde_json::to_value(self.judge_totals().report())?;
         }
         writeln!(self.metrics, "{line}")?;
+        if let Some(d) = &self.args.dashboard {
+            d.counters(&self.args.state, r.version, r.rl_step);
+            d.step(&line);
+        }
         self.args.progress.advance(
             r.rl_step,
             &format!("reward {:.3} loss {:+.4}", r.mean_reward, r.loss),
@@ -588,6 +597,9 @@ impl Actor for Coordinator {
                 state.sampler_publication.insert(sampler, publication);
                 state.args.state.sampled_tokens += tokens;
                 state.args.state.trajectories.generated += trajectories;
+                if let Some(d) = &state.args.dashboard {
+                    d.counters(&state.args.state, state.last_version, state.rl_steps);
+                }
             }
             CoordinatorMsg::EvalResult(s) => {
                 if let Purpose::Eval { round } = s.trajectory.purpose {
@@ -627,6 +639,9 @@ impl Actor for Coordinator {
             let name = who
                 .get_name()
                 .unwrap_or_else(|| format!("{:?}", who.get_id()));
+            if let Some(d) = &state.args.dashboard {
+                d.failed(name.clone(), err.to_string());
+            }
             state.complete(Err(format!("actor {name} failed: {err}")));
         }
         Ok(())

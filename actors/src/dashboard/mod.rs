@@ -1,0 +1,218 @@
+//! The dashboard served by the head node: a live status of the cluster (nodes, actors,
+//! policy version, trajectory accounting, per-step metrics), over HTTP.
+//!
+//! - [`status`] — the pure model and its renderings (`/api/status` JSON, Prometheus).
+//! - [`server`] — the axum server: `/`, `/api/status`, `/api/steps`, `/api/events`
+//!   (server-sent events, one per learner step), `/metrics`.
+//!
+//! The coordinator feeds a [`Dashboard`] handle; the server reads it. The URL and a
+//! bearer token are written to the run directory (`dashboard.url`, `dashboard.token`)
+//! for `troupe status --run-dir`.
+
+pub mod server;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ractor::ActorCell;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::progress::Progress;
+use crate::remote::group;
+use crate::summary::RunState;
+pub use status::{ActorRow, NodeRow, StatusModel};
+
+/// The shared, live status and the channel that announces each learner step.
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    model: Arc<Mutex<StatusModel>>,
+    events: broadcast::Sender<Value>,
+    /// The node hosting this process's actors.
+    node: String,
+    /// Every node of the cluster, from `cluster.toml`.
+    nodes: Vec<String>,
+    /// Connected peers: ractor's node id of each actor session and the node's name.
+    peers: Arc<Mutex<BTreeMap<u64, String>>>,
+}
+
+impl Dashboard {
+    /// A dashboard for the head node `node` of a cluster with `nodes`.
+    pub fn new(node: String, nodes: Vec<String>) -> Self {
+        Self {
+            model: Arc::default(),
+            events: broadcast::channel(64).0,
+            node,
+            nodes,
+            peers: Arc::default(),
+        }
+    }
+
+    fn model(&self) -> MutexGuard<'_, StatusModel> {
+        self.model.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the coordinator's counters (after a sampler report or a learner step).
+    pub fn counters(&self, state: &RunState, policy_version: u64, rl_step: u64) {
+        let mut m = self.model();
+        m.trajectories = state.trajectories;
+        m.sampled_tokens = state.sampled_tokens;
+        m.trained_tokens = state.trained_tokens;
+        m.policy_version = m.policy_version.max(policy_version);
+        m.rl_step = m.rl_step.max(rl_step);
+        m.heldout = held_out_points(state);
+    }
+
+    /// Records one learner step (its `metrics.jsonl` line) and announces it.
+    pub fn step(&self, line: &Value) {
+        self.model().push_step(line.clone());
+        let _ = self
+            .events
+            .send(serde_json::json!({"step": line, "status": self.status()}));
+    }
+
+    /// Sets the connected peers (ractor node id → node name), as `troupe node` learns
+    /// them from its actor sessions.
+    pub fn set_peers(&self, peers: BTreeMap<u64, String>) {
+        *self.peers.lock().unwrap_or_else(|e| e.into_inner()) = peers;
+    }
+
+    /// Records an actor failure.
+    pub fn failed(&self, actor: String, error: String) {
+        self.model().failures.push((actor, error));
+    }
+
+    /// The `/api/status` document now.
+    pub fn status(&self) -> Value {
+        let nodes = self.nodes();
+        self.model().to_json(&nodes)
+    }
+
+    /// Prometheus text now.
+    pub fn prometheus(&self) -> String {
+        let nodes = self.nodes();
+        self.model().to_prometheus(&nodes)
+    }
+
+    /// The step ring, oldest first.
+    pub fn steps(&self) -> Vec<Value> {
+        self.model().steps.iter().cloned().collect()
+    }
+
+    /// A receiver of step events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Value> {
+        self.events.subscribe()
+    }
+
+    /// Nodes and their actors, from the role process groups. This process's actors
+    /// belong to `node`, a peer's to the node its actor session names (`remote-N`, N
+    /// ractor's node id, while the name is not known). A node is up while this process
+    /// hosts it or holds an actor session with it.
+    pub fn nodes(&self) -> Vec<NodeRow> {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut rows: Vec<NodeRow> = self
+            .nodes
+            .iter()
+            .map(|n| NodeRow {
+                name: n.clone(),
+                up: *n == self.node || peers.values().any(|p| p == n),
+                actors: Vec::new(),
+            })
+            .collect();
+        let failures: Vec<String> = self
+            .model()
+            .failures
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        for (g, role) in [
+            (group::COORDINATOR, "coordinator"),
+            (group::LEARNER, "learner"),
+            (group::BUFFER, "buffer"),
+            (group::SAMPLER, "sampler"),
+            (group::ENV_HOST, "env_host"),
+            (group::JUDGE, "judge"),
+        ] {
+            let mut cells: Vec<ActorCell> = ractor::pg::get_members(&g.to_string());
+            cells.sort_by_key(|c| (c.get_id().node(), c.get_id().pid()));
+            for cell in cells {
+                let id = cell.get_id();
+                let node = if id.is_local() {
+                    self.node.clone()
+                } else {
+                    peers
+                        .get(&id.node())
+                        .cloned()
+                        .unwrap_or_else(|| format!("remote-{}", id.node()))
+                };
+                let name = cell.get_name().unwrap_or_else(|| id.to_string());
+                let state = if failures.contains(&name) {
+                    "failed".to_string()
+                } else {
+                    format!("{:?}", cell.get_status()).to_lowercase()
+                };
+                let row = ActorRow {
+                    role: role.into(),
+                    name,
+                    state,
+                    mailbox: None,
+                    restarts: 0,
+                };
+                match rows.iter_mut().find(|r| r.name == node) {
+                    Some(r) => {
+                        r.up = true;
+                        r.actors.push(row);
+                    }
+                    None => rows.push(NodeRow {
+                        name: node,
+                        up: true,
+                        actors: vec![row],
+                    }),
+                }
+            }
+        }
+        rows
+    }
+}
+
+/// Held-out pass@1 as (RL step, accuracy): initial and after SFT at step 0, during RL
+/// at its step, after RL at the last step.
+fn held_out_points(state: &RunState) -> Vec<(u64, f32)> {
+    let h = &state.heldout;
+    let mut points: Vec<(u64, f32)> = [h.initial, h.after_sft]
+        .into_iter()
+        .flatten()
+        .map(|a| (0, a))
+        .collect();
+    points.extend(h.during_rl.iter().map(|p| (p.step, p.pass_at_1)));
+    if let (Some(a), Some(last)) = (h.after_rl, points.last().map(|p| p.0)) {
+        points.push((last, a));
+    }
+    points
+}
+
+/// A [`Progress`] that also records the current phase on the dashboard.
+#[derive(Debug)]
+pub struct DashboardProgress {
+    /// Where progress goes otherwise.
+    pub inner: Arc<dyn Progress>,
+    /// The dashboard.
+    pub dashboard: Dashboard,
+}
+
+impl Progress for DashboardProgress {
+    fn phase(&self, name: &str, total: u64) {
+        self.dashboard.model().phase = name.to_string();
+        self.inner.phase(name, total);
+    }
+    fn advance(&self, done: u64, msg: &str) {
+        self.inner.advance(done, msg);
+    }
+    fn finish_phase(&self, msg: &str) {
+        self.inner.finish_phase(msg);
+    }
+    fn note(&self, line: &str) {
+        self.inner.note(line);
+    }
+}

@@ -1,0 +1,455 @@
+//! The head node's dashboard against a real `troupe run`: `/api/status`, `/metrics`,
+//! server-sent events, the bearer token, `troupe status`, and the page in Debian's
+//! headless `chromium` (installed by `.ci/run`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Runs share two cores; one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn troupe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_troupe"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("troupe-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The repo's default config with some keys overridden (`section.key = value`).
+fn config(dir: &Path, overrides: &[(&str, &str, &str)]) -> PathBuf {
+    let mut text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml")).unwrap();
+    for (section, key, value) in overrides {
+        let header = format!("[{section}]\n");
+        let start = text
+            .find(&header)
+            .unwrap_or_else(|| panic!("no [{section}]"))
+            + header.len();
+        let end = text[start..]
+            .find("\n[")
+            .map_or(text.len(), |e| start + e + 1);
+        let body: String = text[start..end]
+            .lines()
+            .filter(|l| !l.trim_start().starts_with(&format!("{key} ")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.replace_range(start..end, &format!("{key} = {value}\n{body}"));
+    }
+    let path = dir.join("cluster.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Kills the run when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` at the deadline.
+fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `host:port` of a base URL `http://host:port/`.
+fn host(url: &str) -> &str {
+    url.strip_prefix("http://").unwrap().trim_end_matches('/')
+}
+
+/// A GET with an optional bearer token: (status code, body).
+fn get(url: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let host = host(url);
+    let mut s = TcpStream::connect(host).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        !head.to_ascii_lowercase().contains("chunked"),
+        "unexpected chunked answer: {head}"
+    );
+    (code, body.to_string())
+}
+
+/// Checks Prometheus text format: HELP and TYPE before each family's samples, every
+/// name `troupe_`, every value a number. Returns (name with labels, value) samples.
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut typed = std::collections::BTreeSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let name = parts.next().unwrap();
+            assert!(name.starts_with("troupe_"), "{line}");
+            assert!(matches!(parts.next(), Some("gauge" | "counter")), "{line}");
+            typed.insert(name.to_string());
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            assert!(rest.starts_with("troupe_"), "{line}");
+        } else {
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+            let name = series.split('{').next().unwrap();
+            assert!(typed.contains(name), "sample before its TYPE line: {line}");
+            if let Some(labels) = series.strip_prefix(name) {
+                assert!(
+                    labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                    "{line}"
+                );
+            }
+            let v: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("not a number: {line}"));
+            samples.push((series.to_string(), v));
+        }
+    }
+    samples
+}
+
+/// Starts `troupe run` on a small config with `rl_steps` RL steps; returns the process,
+/// its run directory, the dashboard URL and the token.
+fn start_run(name: &str, rl_steps: &str) -> (Running, PathBuf, PathBuf, String, String) {
+    let dir = temp_dir(name);
+    let cfg = config(
+        &dir,
+        &[
+            ("task", "heldout_size", "40"),
+            ("sft", "seed_trajectories", "128"),
+            ("sft", "steps", "40"),
+            ("rl", "steps", rl_steps),
+            ("rl", "groups_per_batch", "8"),
+            ("rl", "eval_every", "50"),
+        ],
+    );
+    let run_dir = dir.join("run");
+    let log = std::fs::File::create(dir.join("stderr.txt")).unwrap();
+    let run = Running(
+        troupe()
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&run_dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let read = |name: &str| {
+        std::fs::read_to_string(run_dir.join(name))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let (url, token) = wait_for(
+        "dashboard.url and dashboard.token",
+        Duration::from_secs(120),
+        || Some((read("dashboard.url")?, read("dashboard.token")?)),
+    );
+    (run, dir, run_dir, url, token)
+}
+
+/// Polls `/api/status` until RL has published a policy and stepped.
+fn wait_for_rl(url: &str, token: &str) -> Value {
+    wait_for(
+        "policy_version > 0 and an RL step",
+        Duration::from_secs(400),
+        || {
+            let (code, body) = get(url, "/api/status", Some(token));
+            assert_eq!(code, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            (v["policy_version"].as_u64()? > 0 && v["rl_step"].as_u64()? > 0).then_some(v)
+        },
+    )
+}
+
+#[test]
+fn dashboard_serves_live_status_metrics_and_events() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_run, dir, run_dir, url, token) = start_run("dashboard", "300");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(run_dir.join("dashboard.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the token file is readable by others");
+    }
+    assert!(
+        url.starts_with("http://127.0.0.1:") && !url.ends_with(":0/"),
+        "{url}"
+    );
+    let stderr = std::fs::read_to_string(dir.join("stderr.txt")).unwrap();
+    assert!(
+        stderr.contains(&format!("dashboard {url}?token={token}")),
+        "{stderr}"
+    );
+
+    // No token or a wrong one: 401 on the API, the events and /metrics; the page is open.
+    for path in ["/api/status", "/api/steps", "/api/events", "/metrics"] {
+        assert_eq!(get(&url, path, None).0, 401, "{path} without a token");
+        assert_eq!(
+            get(&url, path, Some("0123")).0,
+            401,
+            "{path} with a wrong token"
+        );
+    }
+    let (code, page) = get(&url, "/", None);
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("uPlot.min.js") && page.contains("/page.js"),
+        "{page}"
+    );
+    let (code, js) = get(&url, "/uPlot.min.js", None);
+    assert_eq!(code, 200);
+    assert!(
+        js.len() > 40_000 && js.contains("uPlot"),
+        "uPlot is not served"
+    );
+
+    // Server-sent events: a status event at once, then a step event per learner step.
+    let events = {
+        let (url, token) = (url.clone(), token.clone());
+        std::thread::spawn(move || {
+            let host = host(&url);
+            let mut s = TcpStream::connect(host).unwrap();
+            write!(
+                s,
+                "GET /api/events?token={token} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+            )
+            .unwrap();
+            let mut lines = BufReader::new(s).lines();
+            let mut kinds = Vec::new();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(kind) = line.strip_prefix("event: ") {
+                    kinds.push(kind.to_string());
+                } else if let Some(data) = line.strip_prefix("data: ")
+                    && kinds.last().is_some_and(|k| k == "step")
+                {
+                    return (kinds, serde_json::from_str::<Value>(data).unwrap());
+                }
+            }
+            panic!("the event stream ended after {kinds:?}");
+        })
+    };
+
+    // The status once RL has published a policy and stepped.
+    let status = wait_for_rl(&url, &token);
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{status}");
+    assert_eq!(nodes[0]["name"], "local");
+    assert_eq!(nodes[0]["up"], true);
+    let actors = nodes[0]["actors"].as_array().unwrap();
+    let mut roles: Vec<&str> = actors.iter().map(|a| a["role"].as_str().unwrap()).collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        [
+            "buffer",
+            "coordinator",
+            "env_host",
+            "judge",
+            "learner",
+            "sampler",
+            "sampler"
+        ]
+    );
+    for a in actors {
+        assert_eq!(a["state"], "running", "{a}");
+        assert_eq!(a["restarts"], 0, "{a}");
+        assert!(a["mailbox"].is_null() || a["mailbox"].is_u64(), "{a}");
+    }
+    let t = &status["trajectories"];
+    let n = |k: &str| {
+        t[k].as_u64()
+            .unwrap_or_else(|| panic!("trajectories.{k}: {t}"))
+    };
+    assert!(n("generated") > 0, "{t}");
+    assert_eq!(
+        n("generated"),
+        n("trained")
+            + n("dropped_stale")
+            + n("filtered_zero_signal")
+            + n("dropped_judge_error")
+            + n("in_flight"),
+        "{t}"
+    );
+    assert_eq!(status["phase"], "RL (async GRPO)");
+    assert!(status["sampled_tokens"].as_u64().unwrap() > 0);
+    assert!(status["last_step"]["loss"].is_number(), "{status}");
+    // Held-out pass@1 before training and after SFT.
+    assert!(status["heldout"].as_array().unwrap().len() >= 2, "{status}");
+
+    let (kinds, step) = events.join().unwrap();
+    assert_eq!(kinds[0], "status", "{kinds:?}");
+    assert!(step["step"]["step"].as_u64().unwrap() >= 1, "{step}");
+    assert!(step["step"]["mean_reward"].is_number(), "{step}");
+    assert!(
+        step["status"]["policy_version"].as_u64().unwrap() > 0,
+        "{step}"
+    );
+
+    let (code, steps) = get(&url, "/api/steps", Some(&token));
+    assert_eq!(code, 200);
+    let steps: Vec<Value> = serde_json::from_str(&steps).unwrap();
+    assert!(!steps.is_empty() && steps[0]["step"] == 1, "{steps:?}");
+
+    let (code, metrics) = get(&url, "/metrics", Some(&token));
+    assert_eq!(code, 200);
+    let samples = parse_prometheus(&metrics);
+    let value = |name: &str| {
+        samples
+            .iter()
+            .find(|(s, _)| s == name)
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+            .1
+    };
+    assert!(value("troupe_policy_version") > 0.0, "{metrics}");
+    assert!(value("troupe_rl_steps") >= 1.0, "{metrics}");
+    assert!(
+        value("troupe_trajectories{outcome=\"generated\"}") > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("troupe_actor_up{node=\"local\",role=\"sampler\",actor=\"sampler-1\"}"),
+        1.0
+    );
+
+    // `troupe status`: JSON and the table, from the run directory.
+    let out = troupe()
+        .args(["status", "--json", "--run-dir"])
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(cli["policy_version"].as_u64().unwrap() >= status["policy_version"].as_u64().unwrap());
+    assert_eq!(
+        cli["nodes"][0]["actors"].as_array().unwrap().len(),
+        7,
+        "{cli}"
+    );
+    let out = troupe()
+        .args(["status", "--run-dir"])
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("sampler-1") && table.contains("running"),
+        "{table}"
+    );
+    // A wrong token is refused by the CLI too.
+    let out = troupe()
+        .args(["status", "--token", "nope", "--url"])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
+
+/// The page in headless chromium: the actor table and the charts carry live data.
+#[test]
+fn dashboard_page_shows_actors_and_charts_in_chromium() {
+    let chromium = "chromium";
+    assert!(
+        Command::new(chromium)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "Debian's chromium is needed (apt-get install chromium; .ci/run installs it)"
+    );
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Enough RL steps that the run is still going while the browser looks.
+    let (_run, dir, _run_dir, url, token) = start_run("dashboard-browser", "5000");
+    wait_for_rl(&url, &token);
+    let page = format!("{url}?token={token}");
+    let browser = |extra: &[&str]| {
+        let out = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--timeout=10000",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                dir.join("chromium").display()
+            ))
+            .args(extra)
+            .arg(&page)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dom = browser(&["--dump-dom"]);
+    assert_eq!(dom.matches("<tr class=\"actor\">").count(), 7, "{dom}");
+    assert_eq!(dom.matches(">running<").count(), 7, "{dom}");
+    assert!(dom.contains(">sampler-1<"), "{dom}");
+    let version: u64 = dom
+        .split("id=\"version\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no policy version on the page: {dom}"));
+    assert!(version > 0, "{dom}");
+    // Seven uPlot charts, each with a canvas; the per-step ones hold at least one point.
+    assert_eq!(dom.matches("<canvas").count(), 7, "{dom}");
+    for chart in ["reward", "loss", "steptime", "throughput"] {
+        let points: usize = dom
+            .split(&format!("id=\"chart-{chart}\""))
+            .nth(1)
+            .and_then(|r| r.split("data-points=\"").nth(1))
+            .and_then(|r| r.split('"').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("chart {chart} has no data-points: {dom}"));
+        assert!(points >= 1, "chart {chart} is empty");
+    }
+    let shot = dir.join("dashboard.png");
+    browser(&[
+        "--window-size=1400,1400",
+        &format!("--screenshot={}", shot.display()),
+    ]);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{}",
+        shot.display()
+    );
+    println!("dashboard screenshot: {}", shot.display());
+}
