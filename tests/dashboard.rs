@@ -4,50 +4,17 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::{config, temp_dir, troupe};
+
 /// Runs share two cores; one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn troupe() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_troupe"))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("troupe-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The repo's default config with some keys overridden (`section.key = value`).
-fn config(dir: &Path, overrides: &[(&str, &str, &str)]) -> PathBuf {
-    let mut text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml")).unwrap();
-    for (section, key, value) in overrides {
-        let header = format!("[{section}]\n");
-        let start = text
-            .find(&header)
-            .unwrap_or_else(|| panic!("no [{section}]"))
-            + header.len();
-        let end = text[start..]
-            .find("\n[")
-            .map_or(text.len(), |e| start + e + 1);
-        let body: String = text[start..end]
-            .lines()
-            .filter(|l| !l.trim_start().starts_with(&format!("{key} ")))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        text.replace_range(start..end, &format!("{key} = {value}\n{body}"));
-    }
-    let path = dir.join("cluster.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// Kills the run when the test ends, however it ends.
 struct Running(Child);

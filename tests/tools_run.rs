@@ -2,36 +2,13 @@
 //! short — expert multi-turn seeds, SFT, GRPO on the calculator environment, held-out
 //! evaluations — checking that episodes really go policy → tool → policy.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-/// `examples/tools.toml` with some keys overridden (`section.key = value`).
-fn config(dir: &Path, overrides: &[(&str, &str, &str)]) -> PathBuf {
-    let mut text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tools.toml"))
-            .unwrap();
-    for (section, key, value) in overrides {
-        let header = format!("[{section}]");
-        let start = text
-            .find(&header)
-            .unwrap_or_else(|| panic!("no [{section}]"));
-        let start = start + text[start..].find('\n').unwrap() + 1;
-        let end = text[start..]
-            .find("\n[")
-            .map_or(text.len(), |e| start + e + 1);
-        let body: String = text[start..end]
-            .lines()
-            .filter(|l| !l.trim_start().starts_with(&format!("{key} ")))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        text.replace_range(start..end, &format!("{key} = {value}\n{body}"));
-    }
-    let path = dir.join("tools.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
+mod common;
+use common::config_from;
 
 fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -44,7 +21,8 @@ fn lines(path: &Path) -> Vec<Value> {
 #[test]
 fn tool_run_completes_with_multi_turn_episodes_and_heldout_accuracy() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
+    let cfg = config_from(
+        "examples/tools.toml",
         dir.path(),
         &[
             ("task", "heldout_size", "16"),

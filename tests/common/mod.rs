@@ -1,0 +1,54 @@
+//! Helpers shared by the end-to-end tests: the binary under test, scratch directories and
+//! configs written from a repo file with some keys overridden.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The `troupe` binary under test.
+pub fn troupe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_troupe"))
+}
+
+/// A fresh scratch directory for test `name` of this process.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("troupe-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The repo's `source` config (e.g. `cluster.toml`, `examples/tools.toml`) with some keys
+/// overridden (`[section] key = value`), written into `dir` under the source's file name.
+pub fn config_from(source: &str, dir: &Path, overrides: &[(&str, &str, &str)]) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut text = std::fs::read_to_string(repo.join(source)).unwrap();
+    for (section, key, value) in overrides {
+        // The header line, which may carry a comment after the brackets.
+        let header = format!("[{section}]");
+        let at = text
+            .match_indices(&header)
+            .map(|(i, _)| i)
+            .find(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
+            .unwrap_or_else(|| panic!("{source}: no [{section}]"));
+        let start = at + text[at..].find('\n').unwrap() + 1;
+        let end = text[start..]
+            .find("\n[")
+            .map_or(text.len(), |e| start + e + 1);
+        let body: String = text[start..end]
+            .lines()
+            .filter(|l| !l.trim_start().starts_with(&format!("{key} ")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.replace_range(start..end, &format!("{key} = {value}\n{body}"));
+    }
+    let name = Path::new(source).file_name().unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The repo's `cluster.toml` with some keys overridden.
+pub fn config(dir: &Path, overrides: &[(&str, &str, &str)]) -> PathBuf {
+    config_from("cluster.toml", dir, overrides)
+}
