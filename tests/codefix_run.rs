@@ -4,9 +4,12 @@
 //! in `metrics.jsonl` and `summary.json`. Needs root, bubblewrap and python3.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
+use troupe_env::codefix::REASONS;
+
+mod common;
+use common::{metrics, run_ok, troupe};
 
 const CONFIG: &str = r#"
 [[nodes]]
@@ -47,16 +50,6 @@ checkpoint_every = 0
 micro_batch = 2
 "#;
 
-const REASONS: [&str; 7] = [
-    "solved",
-    "failed",
-    "no_submission",
-    "bad_diff",
-    "tests_modified",
-    "no_tests",
-    "timeout",
-];
-
 fn counted(parts: &Value) -> f64 {
     REASONS
         .iter()
@@ -76,16 +69,13 @@ fn a_short_codefix_run_judges_and_counts_every_episode() {
     let cfg = dir.join("codefix.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
     let out = dir.join("run");
-    let result = Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .args(["run", "--json", "--seed", "3", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(result.status.success(), "troupe run failed: {stderr}");
-    let summary: Value = serde_json::from_slice(&result.stdout).unwrap();
+    let (summary, _) = run_ok(
+        troupe()
+            .args(["run", "--seed", "3", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&out),
+    );
 
     // The expert's seeds are real multi-turn episodes: grep, edit, submit.
     let seeds = std::fs::read_to_string(out.join("seed_trajectories.jsonl")).unwrap();
@@ -116,10 +106,9 @@ fn a_short_codefix_run_judges_and_counts_every_episode() {
     let rl = &parts["rl"];
     assert_eq!(counted(rl), 2.0 * 2.0 * 2.0, "{rl}");
     assert_eq!(summary["trajectories"]["generated"], 8);
-    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    let per_step: f64 = metrics
-        .lines()
-        .map(|l| counted(&serde_json::from_str::<Value>(l).unwrap()["reward_parts"]))
+    let per_step: f64 = metrics(&out)
+        .iter()
+        .map(|step| counted(&step["reward_parts"]))
         .sum();
     assert_eq!(per_step, counted(rl));
     let accuracy = summary["heldout"]["after_rl"].as_f64().unwrap();

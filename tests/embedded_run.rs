@@ -1,39 +1,17 @@
 //! End-to-end tests of `troupe run`: the real binary, real actors, real training.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
-use common::{config, temp_dir, troupe};
+use common::{config, metrics, run_ok, temp_dir, troupe};
 
 /// Runs share two cores; one at a time keeps each test's budget predictable.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn run_ok(cmd: &mut Command) -> (Value, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.arg("--json").output().unwrap();
-    let stderr = String::from_utf8_lossy(&stderr).into_owned();
-    assert!(status.success(), "troupe run failed: {stderr}");
-    (
-        serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {stderr}")),
-        stderr,
-    )
-}
-
-fn metrics(run_dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 fn f(v: &Value, path: &[&str]) -> f64 {
     let mut cur = v;

@@ -2,21 +2,10 @@
 //! short — expert multi-turn seeds, SFT, GRPO on the calculator environment, held-out
 //! evaluations — checking that episodes really go policy → tool → policy.
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::Value;
 
 mod common;
-use common::config_from;
-
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use common::{config_from, jsonl, run_ok, troupe};
 
 #[test]
 fn tool_run_completes_with_multi_turn_episodes_and_heldout_accuracy() {
@@ -37,17 +26,13 @@ fn tool_run_completes_with_multi_turn_episodes_and_heldout_accuracy() {
         ],
     );
     let out = dir.path().join("run");
-    let output = Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .args(["run", "--seed", "3", "--json", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "troupe run failed: {stderr}");
-    let summary: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {stderr}"));
+    let (summary, _) = run_ok(
+        troupe()
+            .args(["run", "--seed", "3", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&out),
+    );
 
     // Held-out accuracy is reported at every phase, with the tool-use diagnostics.
     for phase in ["initial", "after_sft", "after_rl"] {
@@ -61,7 +46,7 @@ fn tool_run_completes_with_multi_turn_episodes_and_heldout_accuracy() {
     assert_eq!(summary["rl_steps"], 4);
 
     // The expert's seeds are multi-turn conversations with tool calls and results.
-    let seeds = lines(&out.join("seed_trajectories.jsonl"));
+    let seeds = jsonl(&out.join("seed_trajectories.jsonl"));
     assert_eq!(seeds.len(), 256);
     let roles: Vec<&str> = seeds[0]["messages"]
         .as_array()
@@ -75,7 +60,7 @@ fn tool_run_completes_with_multi_turn_episodes_and_heldout_accuracy() {
     // After the warm start the policy calls the calculator: held-out episodes run
     // policy -> tool -> policy, the tool turn holding the calculator's answer (or its
     // error message) to the call before it.
-    let samples = lines(&out.join("eval_samples.jsonl"));
+    let samples = jsonl(&out.join("eval_samples.jsonl"));
     let trained: Vec<&Value> = samples.iter().filter(|s| s["eval"] != "initial").collect();
     assert_eq!(trained.len(), 32, "16 samples after SFT and 16 after RL");
     let mut tool_turns = 0;
@@ -133,7 +118,7 @@ fn tool_run_completes_with_multi_turn_episodes_and_heldout_accuracy() {
     );
 
     // Training steps were recorded with the reward components of what they trained on.
-    let metrics = lines(&out.join("metrics.jsonl"));
+    let metrics = jsonl(&out.join("metrics.jsonl"));
     assert_eq!(metrics.len(), 4);
     assert!(metrics.iter().all(|m| m["reward_parts"].is_object()));
 }

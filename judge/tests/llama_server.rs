@@ -53,6 +53,15 @@ fn llm_config(base_url: &str) -> LlmConfig {
     }
 }
 
+/// A judge with its own client (no API key, its own budget counters).
+fn llm_judge(cfg: &LlmConfig) -> LlmJudge {
+    LlmJudge::new(
+        cfg,
+        ChatClient::with_api_key(cfg, None, Arc::default()).unwrap(),
+    )
+    .unwrap()
+}
+
 fn task(id: u64, digits: &str) -> TaskSpec {
     let mut sorted: Vec<char> = digits.chars().collect();
     sorted.sort();
@@ -96,11 +105,7 @@ async fn real_verdicts_are_parsed_or_counted_as_malformed(url: &str) {
     // The same judge prompt, sent again through a second client: at temperature 0 the
     // reply repeats, so its independent parse says what the scorer must have seen.
     let llm = cfg.llm.clone().unwrap();
-    let probe = LlmJudge::new(
-        &llm,
-        ChatClient::with_api_key(&llm, None, Arc::default()).unwrap(),
-    )
-    .unwrap();
+    let probe = llm_judge(&llm);
     let (mut parsed, mut malformed) = (0, 0);
     for (t, response) in &cases {
         let outcome = scorer.score(t, response, None).await;
@@ -164,11 +169,7 @@ async fn replies_in_the_verdict_format_are_parsed(url: &str) {
         max_tokens_per_call: 16,
         ..llm_config(url)
     };
-    let judge = LlmJudge::new(
-        &cfg,
-        ChatClient::with_api_key(&cfg, None, Arc::default()).unwrap(),
-    )
-    .unwrap();
+    let judge = llm_judge(&cfg);
     let spec = troupe_judge::RewardSpec {
         rules: None,
         llm: Some(1.0),
@@ -195,11 +196,7 @@ async fn the_score_format_is_parsed_or_counted(url: &str) {
         verdict: VerdictFormat::Score,
         ..llm_config(url)
     };
-    let judge = LlmJudge::new(
-        &cfg,
-        ChatClient::with_api_key(&cfg, None, Arc::default()).unwrap(),
-    )
-    .unwrap();
+    let judge = llm_judge(&cfg);
     let outcome = judge.judge(&task(5, "41"), "14").await;
     let s = judge.client().stats();
     match outcome {
@@ -222,13 +219,7 @@ async fn the_concurrency_limit_holds(url: &str) {
         max_tokens_per_call: 8,
         ..llm_config(url)
     };
-    let judge = Arc::new(
-        LlmJudge::new(
-            &cfg,
-            ChatClient::with_api_key(&cfg, None, Arc::default()).unwrap(),
-        )
-        .unwrap(),
-    );
+    let judge = Arc::new(llm_judge(&cfg));
     let mut set = tokio::task::JoinSet::new();
     for i in 0..6 {
         let judge = judge.clone();
@@ -255,11 +246,7 @@ async fn the_call_and_token_budgets_refuse_calls(url: &str) {
         max_tokens_per_call: 8,
         ..llm_config(url)
     };
-    let judge = LlmJudge::new(
-        &cfg,
-        ChatClient::with_api_key(&cfg, None, Arc::default()).unwrap(),
-    )
-    .unwrap();
+    let judge = llm_judge(&cfg);
     let messages = judge.messages(&t, "1234");
     for _ in 0..2 {
         judge.client().complete(&messages).await.unwrap();
@@ -280,11 +267,7 @@ async fn the_call_and_token_budgets_refuse_calls(url: &str) {
         max_tokens_per_call: cap as u32,
         ..llm_config(url)
     };
-    let judge = LlmJudge::new(
-        &cfg,
-        ChatClient::with_api_key(&cfg, None, Arc::default()).unwrap(),
-    )
-    .unwrap();
+    let judge = llm_judge(&cfg);
     let messages = judge.messages(&t, "1234");
     let mut charged = 0;
     let mut refused = false;

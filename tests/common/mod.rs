@@ -3,7 +3,9 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+use serde_json::Value;
 
 /// The `troupe` binary under test.
 pub fn troupe() -> Command {
@@ -51,4 +53,34 @@ pub fn config_from(source: &str, dir: &Path, overrides: &[(&str, &str, &str)]) -
 /// The repo's `cluster.toml` with some keys overridden.
 pub fn config(dir: &Path, overrides: &[(&str, &str, &str)]) -> PathBuf {
     config_from("cluster.toml", dir, overrides)
+}
+
+/// Runs `cmd` (a `troupe run ...`) with `--json`: its summary and its stderr. Fails the
+/// test, with stderr, if the run fails or prints something other than JSON.
+pub fn run_ok(cmd: &mut Command) -> (Value, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.arg("--json").output().unwrap();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    assert!(status.success(), "troupe run failed: {stderr}");
+    (
+        serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {stderr}")),
+        stderr,
+    )
+}
+
+/// The JSON lines of `path`.
+pub fn jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A run directory's `metrics.jsonl`, one value per learner step.
+pub fn metrics(run_dir: &Path) -> Vec<Value> {
+    jsonl(&run_dir.join("metrics.jsonl"))
 }

@@ -7,7 +7,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use troupe_env::codefix::{CodefixConfig, CodefixHost, TaskKey};
 use troupe_env::{EnvHostCore, EnvSpec};
 
-use crate::messages::EnvHostMsg;
+use crate::messages::{EnvHostMsg, StepReply};
 
 /// The env host actor.
 #[derive(Debug)]
@@ -88,33 +88,11 @@ impl Actor for EnvHost {
             EnvHostMsg::Step(episode, action, reply) => match state.codefix_for(episode) {
                 Some(host) => {
                     tokio::spawn(async move {
-                        let out = host
-                            .step(episode, &action)
-                            .await
-                            .map(|s| {
-                                (
-                                    s.observation.map(|o| (o.author, o.text)),
-                                    s.done,
-                                    s.submission,
-                                )
-                            })
-                            .map_err(|e| e.to_string());
-                        let _ = reply.send(out);
+                        let _ = reply.send(step_reply(host.step(episode, &action).await));
                     });
                 }
                 None => {
-                    let out = state
-                        .core
-                        .step(episode, &action)
-                        .map(|s| {
-                            (
-                                s.observation.map(|o| (o.author, o.text)),
-                                s.done,
-                                s.submission,
-                            )
-                        })
-                        .map_err(|e| e.to_string());
-                    let _ = reply.send(out);
+                    let _ = reply.send(step_reply(state.core.step(episode, &action)));
                 }
             },
             EnvHostMsg::Finish(episode, reply) => match state.codefix_for(episode) {
@@ -131,4 +109,19 @@ impl Actor for EnvHost {
         }
         Ok(())
     }
+}
+
+/// A step's outcome as the wire reply: (observation with its author, done, submission).
+fn step_reply(
+    outcome: Result<troupe_env::StepOutcome, troupe_env::EnvError>,
+) -> Result<StepReply, String> {
+    outcome
+        .map(|s| {
+            (
+                s.observation.map(|o| (o.author, o.text)),
+                s.done,
+                s.submission,
+            )
+        })
+        .map_err(|e| e.to_string())
 }

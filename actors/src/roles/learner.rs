@@ -205,17 +205,18 @@ impl Actor for LearnerActor {
             Some(dir) => Learner::load(&args.model, args.learner.clone(), dir)?,
             None => Learner::new(&args.model, args.learner.clone(), args.seed)?,
         };
-        let learner = match DeviceName::parse(&args.device)? {
+        let device = DeviceName::parse(&args.device)?;
+        let learner = match device {
             DeviceName::Cpu => learner,
             gpu => learner.to_device(&gpu.open()?)?,
         };
-        let same_gpu = args.device != "cpu"
-            && DeviceName::parse(&args.sampler_device)? == DeviceName::parse(&args.device)?;
-        let publish_on = if same_gpu {
-            learner.device()
-        } else {
-            candle_core::Device::Cpu
-        };
+        // Publications go where the samplers decode when that is this GPU; else to host.
+        let publish_on =
+            if device != DeviceName::Cpu && DeviceName::parse(&args.sampler_device)? == device {
+                learner.device()
+            } else {
+                candle_core::Device::Cpu
+            };
         let state = LearnerActorState {
             args,
             learner,
