@@ -2,6 +2,7 @@
 //! `troupe serve` answers OpenAI-style requests with a policy.
 
 mod bench;
+mod control;
 mod export;
 mod progress;
 mod sandbox;
@@ -64,7 +65,8 @@ enum Command {
         /// Seed (head node only; overrides run.seed).
         #[arg(long)]
         seed: Option<u64>,
-        /// Run directory to create (head node only).
+        /// Run directory (head node only). One that already holds the run is resumed
+        /// from its last checkpoint: restart a lost head with the same command.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print the summary as JSON on stdout instead of the table (head node).
@@ -74,6 +76,13 @@ enum Command {
     /// Show a running cluster's nodes, actors, policy version and trajectory counts
     /// (from the head node's dashboard).
     Status(status::StatusArgs),
+    /// Run N samplers on a running cluster (`samplers=N`): spread over the nodes that host
+    /// samplers, or on one node with --node. New samplers pull the current weights;
+    /// removed ones finish the unit in hand.
+    Scale(control::ScaleArgs),
+    /// Kill one actor of a running cluster, as a crash would (fault drills): its node
+    /// restarts it and the coordinator hands its work out again.
+    Kill(control::KillArgs),
     /// Make a cluster CA and one certificate per node of the configuration.
     Certs {
         /// Cluster configuration listing every node.
@@ -298,6 +307,8 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { what } => bench::main(what)?,
         Command::Export(args) => export::main(args)?,
         Command::Status(args) => status::main(args)?,
+        Command::Scale(args) => control::scale(args)?,
+        Command::Kill(args) => control::kill(args)?,
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `troupe status`: the head node's live status (`GET /api/status`), as a table or JSON.
+//! `troupe status`: the head node's live status (`GET /api/status`), as a table or JSON;
+//! and the head's locator and HTTP client that `troupe scale` and `troupe kill` share.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,9 +10,9 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use troupe_actors::dashboard::server::{TOKEN_FILE, URL_FILE};
 
-/// Arguments of `troupe status`.
+/// Where the head's dashboard is and its token.
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {
+pub struct HeadArgs {
     /// A running run's directory: the head wrote its dashboard URL and token there.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["url", "config"])]
     run_dir: Option<PathBuf>,
@@ -24,6 +25,13 @@ pub struct StatusArgs {
     /// Bearer token (with --url or --config; default: $TROUPE_DASHBOARD_TOKEN).
     #[arg(long, env = "TROUPE_DASHBOARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+/// Arguments of `troupe status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    head: HeadArgs,
     /// Print the status document as JSON.
     #[arg(long)]
     json: bool,
@@ -31,41 +39,8 @@ pub struct StatusArgs {
 
 /// Runs `troupe status`.
 pub fn main(args: StatusArgs) -> anyhow::Result<()> {
-    let (url, token) = match (&args.run_dir, &args.url, &args.config) {
-        (Some(dir), _, _) => {
-            let read = |name: &str| {
-                let path = dir.join(name);
-                std::fs::read_to_string(&path)
-                    .map(|s| s.trim().to_string())
-                    .with_context(|| {
-                        format!(
-                            "cannot read {} (is the run's head started, with [dashboard] enabled?)",
-                            path.display()
-                        )
-                    })
-            };
-            (read(URL_FILE)?, read(TOKEN_FILE)?)
-        }
-        (None, Some(url), _) => (
-            url.clone(),
-            args.token.clone().context("--url needs --token")?,
-        ),
-        (None, None, Some(config)) => {
-            let cfg = troupe_actors::config::ClusterConfig::load(config)?;
-            if cfg.dashboard.addr.ends_with(":0") {
-                bail!(
-                    "{}: [dashboard] addr picks a free port; use --run-dir",
-                    config.display()
-                );
-            }
-            let token = args.token.clone().context("--config needs --token")?;
-            (format!("http://{}/", cfg.dashboard.addr), token)
-        }
-        (None, None, None) => {
-            bail!("say where the head is: --run-dir DIR, --url URL or --config FILE")
-        }
-    };
-    let body = get(&url, "/api/status", &token)?;
+    let (url, token) = args.head.locate()?;
+    let body = request(&url, "GET", "/api/status", &token, None)?;
     let status: Value =
         serde_json::from_str(&body).context("the head answered with invalid JSON")?;
     if args.json {
@@ -76,8 +51,56 @@ pub fn main(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// GETs `path` from the plain-HTTP base `url` with a bearer token; the body on 200.
-fn get(url: &str, path: &str, token: &str) -> anyhow::Result<String> {
+impl HeadArgs {
+    /// The dashboard's base URL and token.
+    pub fn locate(&self) -> anyhow::Result<(String, String)> {
+        let args = self;
+        Ok(match (&args.run_dir, &args.url, &args.config) {
+            (Some(dir), _, _) => {
+                let read = |name: &str| {
+                    let path = dir.join(name);
+                    std::fs::read_to_string(&path)
+                    .map(|s| s.trim().to_string())
+                    .with_context(|| {
+                        format!(
+                            "cannot read {} (is the run's head started, with [dashboard] enabled?)",
+                            path.display()
+                        )
+                    })
+                };
+                (read(URL_FILE)?, read(TOKEN_FILE)?)
+            }
+            (None, Some(url), _) => (
+                url.clone(),
+                args.token.clone().context("--url needs --token")?,
+            ),
+            (None, None, Some(config)) => {
+                let cfg = troupe_actors::config::ClusterConfig::load(config)?;
+                if cfg.dashboard.addr.ends_with(":0") {
+                    bail!(
+                        "{}: [dashboard] addr picks a free port; use --run-dir",
+                        config.display()
+                    );
+                }
+                let token = args.token.clone().context("--config needs --token")?;
+                (format!("http://{}/", cfg.dashboard.addr), token)
+            }
+            (None, None, None) => {
+                bail!("say where the head is: --run-dir DIR, --url URL or --config FILE")
+            }
+        })
+    }
+}
+
+/// Sends `method path` (with a JSON `body`, if any) to the plain-HTTP base `url` with a
+/// bearer token; the answer's body on 200, its status and body as the error otherwise.
+pub fn request(
+    url: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+) -> anyhow::Result<String> {
     let host = url
         .strip_prefix("http://")
         .context("the dashboard URL must start with http://")?
@@ -85,9 +108,11 @@ fn get(url: &str, path: &str, token: &str) -> anyhow::Result<String> {
     let mut stream =
         TcpStream::connect(host).with_context(|| format!("cannot reach the head at {url}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let payload = body.unwrap_or("");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
     )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;

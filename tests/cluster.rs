@@ -1,108 +1,33 @@
 //! Multi-process cluster tests: real `troupe node` processes on loopback, real QUIC
 //! with mutual TLS, real ractor sessions.
 
+mod common;
+
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::cluster::{certs, start, wait_until};
+use common::{temp_dir, troupe};
 use serde_json::Value;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn troupe() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_troupe"))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("troupe-cluster-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `examples/cluster-3node.toml` with free ports, a small budget and `extra` appended.
-fn three_node_config(dir: &Path, cookie: &str, tls_dir: &str) -> PathBuf {
-    let mut text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/cluster-3node.toml"
-    ))
-    .unwrap();
-    for port in ["7411", "7412", "7413"] {
-        text = text.replace(
-            &format!("127.0.0.1:{port}"),
-            &format!("127.0.0.1:{}", free_udp_port()),
-        );
-    }
-    let swaps = [
-        ("cookie = \"change-me\"", format!("cookie = \"{cookie}\"")),
-        (
-            "tls_dir = \"certs-3node\"",
-            format!("tls_dir = \"{tls_dir}\""),
-        ),
-        ("heldout_size = 400", "heldout_size = 200".into()),
-        ("steps = 200", "steps = 150".into()),
-        ("steps = 300", "steps = 60".into()),
-        ("groups_per_batch = 32", "groups_per_batch = 16".into()),
-        ("eval_every = 50", "eval_every = 30".into()),
-    ];
-    for (from, to) in swaps {
-        assert!(text.contains(from), "{from} not in the example");
-        text = text.replacen(from, &to, 1);
-    }
-    let path = dir.join(format!("cluster-{cookie}-{tls_dir}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn certs(config: &Path, out: &Path) {
-    let done = troupe()
-        .arg("certs")
-        .arg("--config")
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-}
-
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(config: &Path, name: &str, log: &Path, extra: &[&str]) -> Node {
-    let child = troupe()
-        .args(["node", "--config"])
-        .arg(config)
-        .args(["--name", name])
-        .args(extra)
-        .env("TROUPE_LOG", "warn")
-        .stdout(Stdio::from(
-            std::fs::File::create(log.with_extension("out")).unwrap(),
-        ))
-        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-        .spawn()
-        .unwrap();
-    Node(child)
+/// The three-node example with a small budget.
+fn three_node_config(dir: &Path, cookie: &str, tls_dir: &str) -> std::path::PathBuf {
+    common::cluster::three_node_config(
+        dir,
+        cookie,
+        tls_dir,
+        &[
+            ("heldout_size = 400", "heldout_size = 200"),
+            ("steps = 200", "steps = 150"),
+            ("steps = 300", "steps = 60"),
+            ("groups_per_batch = 32", "groups_per_batch = 16"),
+            ("eval_every = 50", "eval_every = 30"),
+        ],
+    )
 }
 
 /// Socket inodes of `pid`'s open file descriptors.
@@ -136,14 +61,6 @@ fn established_tcp(pid: u32) -> usize {
         }
     }
     n
-}
-
-fn wait_until(deadline: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn summary(path: &Path) -> Value {

@@ -110,6 +110,10 @@ pub struct NodeConfig {
     /// Roles and how many actors of each this node hosts.
     #[serde(default)]
     pub roles: Roles,
+    /// The run does not wait for this node: it may join, leave and come back at any
+    /// time (extra samplers, spare env hosts). It cannot host the coordinator.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// Settings shared by every node of a cluster.
@@ -291,6 +295,10 @@ pub struct RlConfig {
     pub eval_every: u64,
     /// Checkpoint every this many learner steps (0: only at phase ends).
     pub checkpoint_every: u64,
+    /// Work is presumed lost after this many seconds without any sign of it (a judge or
+    /// env host went away with it) and is handed out again; a duplicate result that
+    /// arrives later anyway is counted and dropped, so too small only wastes work.
+    pub lost_work_seconds: f64,
 }
 
 impl Default for RlConfig {
@@ -311,6 +319,7 @@ impl Default for RlConfig {
             max_new_tokens: 12,
             eval_every: 50,
             checkpoint_every: 100,
+            lost_work_seconds: 20.0,
         }
     }
 }
@@ -475,10 +484,23 @@ impl ClusterConfig {
                 name: "local".into(),
                 addr: None,
                 roles: Roles::default(),
+                optional: false,
             }]
         } else {
             self.nodes.clone()
         }
+    }
+
+    /// The roles the run waits for before it starts: those of every node that is not
+    /// `optional`.
+    pub fn required_roles(&self) -> Roles {
+        let mut t = self.total_roles();
+        for n in self.nodes().iter().filter(|n| n.optional) {
+            t.samplers -= n.roles.samplers;
+            t.env_hosts -= n.roles.env_hosts;
+            t.judges -= n.roles.judges;
+        }
+        t
     }
 
     /// Total actors of each role over all nodes.
@@ -588,6 +610,18 @@ impl ClusterConfig {
                     "[[nodes]] exactly one node must host the {role} (found {count})"
                 ));
             }
+        }
+        if let Some(n) = nodes
+            .iter()
+            .find(|n| n.optional && (n.roles.coordinator || n.roles.buffer))
+        {
+            return Err(format!(
+                "[[nodes]] {}: an optional node cannot host the coordinator, learner or buffer",
+                n.name
+            ));
+        }
+        if self.rl.lost_work_seconds.is_nan() || self.rl.lost_work_seconds <= 0.0 {
+            return Err("[rl] lost_work_seconds must be positive".into());
         }
         if nodes.iter().any(|n| n.roles.coordinator != n.roles.learner) {
             return Err(

@@ -18,10 +18,13 @@ pub enum CoordinatorMsg {
     Start,
     /// A sampler asks for work.
     RequestWork(u32, RpcReplyPort<Work>),
-    /// A sampler reports policy tokens it generated for training.
+    /// A sampler finished training unit `unit` and reports the policy tokens it
+    /// generated.
     Sampled {
         /// Which sampler.
         sampler: u32,
+        /// The unit.
+        unit: u64,
         /// The weight publication it generated with.
         publication: u64,
         /// Policy tokens.
@@ -29,6 +32,36 @@ pub enum CoordinatorMsg {
         /// Trajectories.
         trajectories: u64,
     },
+    /// A sampler finished evaluation unit `unit` (its episodes went to judges).
+    EvalDone {
+        /// Which sampler.
+        sampler: u32,
+        /// The unit.
+        unit: u64,
+    },
+    /// A sampler could not finish `unit` (an env host or judge went away): hand it out
+    /// again.
+    WorkFailed {
+        /// Which sampler.
+        sampler: u32,
+        /// The unit.
+        unit: u64,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// A sampler (re)started: whatever an earlier incarnation of it held goes back.
+    SamplerUp(u32),
+    /// A node supervisor restarted one of its actors.
+    Restarted {
+        /// The node.
+        node: String,
+        /// The actor's name.
+        actor: String,
+        /// Restarts of that actor so far.
+        restarts: u32,
+    },
+    /// Periodic check for lost work (the coordinator sends it to itself).
+    Tick,
     /// A judge returns a scored evaluation episode.
     EvalResult(Box<ScoredTrajectory>),
     /// SFT progress from the learner.
@@ -60,6 +93,8 @@ pub enum CoordinatorMsg {
 pub enum SamplerMsg {
     /// Ask the coordinator for work and do it.
     Pull,
+    /// Finish the unit in hand, then stop (scaling down).
+    Retire,
 }
 
 /// An env host's answer to a step: `(observation, done, submission)`. The observation
@@ -109,8 +144,24 @@ pub enum BufferMsg {
     /// The learner checkpointed after this many RL steps (its next take is that
     /// batch): the buffer may compact its log now.
     Checkpointed(u64),
+    /// Reply with the groups of batch `batch` that are neither complete nor taken
+    /// (their trajectories are missing).
+    Missing(u64, RpcReplyPort<Vec<u32>>),
     /// Group-commit timer (the buffer sends it to itself; never crosses the network).
     Flush,
+}
+
+/// A node supervisor's inbox: one per node, it starts, restarts and scales the node's
+/// samplers, env hosts and judges.
+#[derive(Debug)]
+pub enum NodeMsg {
+    /// Run `samplers` samplers on this node; replies with the count now running.
+    Scale(u32, RpcReplyPort<u32>),
+    /// Kill the actor named so (fault injection: like a crash, it gets no chance to
+    /// finish); replies whether there was one.
+    Kill(String, RpcReplyPort<bool>),
+    /// Start the actor named so again (the supervisor's own restart timer).
+    Restart(String),
 }
 
 /// Learner inbox.
@@ -137,13 +188,54 @@ impl ractor::Message for SamplerMsg {
     }
 
     fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
-        let SamplerMsg::Pull = self;
-        remote::cast("Pull", &())
+        match self {
+            SamplerMsg::Pull => remote::cast("Pull", &()),
+            SamplerMsg::Retire => remote::cast("Retire", &()),
+        }
     }
 
     fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
         match msg {
             SerializedMessage::Cast { variant, .. } if variant == "Pull" => Ok(SamplerMsg::Pull),
+            SerializedMessage::Cast { variant, .. } if variant == "Retire" => {
+                Ok(SamplerMsg::Retire)
+            }
+            _ => Err(BoxedDowncastErr),
+        }
+    }
+}
+
+impl ractor::Message for NodeMsg {
+    fn serializable() -> bool {
+        true
+    }
+
+    fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
+        match self {
+            NodeMsg::Scale(n, reply) => remote::call("Scale", &n, reply),
+            NodeMsg::Kill(name, reply) => remote::call("Kill", &name, reply),
+            NodeMsg::Restart(_) => Err(BoxedDowncastErr),
+        }
+    }
+
+    fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
+        match msg {
+            SerializedMessage::Call {
+                variant,
+                args,
+                reply,
+                ..
+            } => match variant.as_str() {
+                "Scale" => Ok(NodeMsg::Scale(
+                    remote::decode(&args)?,
+                    remote::reply_port(reply),
+                )),
+                "Kill" => Ok(NodeMsg::Kill(
+                    remote::decode(&args)?,
+                    remote::reply_port(reply),
+                )),
+                _ => Err(BoxedDowncastErr),
+            },
             _ => Err(BoxedDowncastErr),
         }
     }
@@ -162,10 +254,28 @@ impl ractor::Message for CoordinatorMsg {
             }
             CoordinatorMsg::Sampled {
                 sampler,
+                unit,
                 publication,
                 tokens,
                 trajectories,
-            } => remote::cast("Sampled", &(sampler, publication, tokens, trajectories)),
+            } => remote::cast(
+                "Sampled",
+                &(sampler, unit, publication, tokens, trajectories),
+            ),
+            CoordinatorMsg::EvalDone { sampler, unit } => {
+                remote::cast("EvalDone", &(sampler, unit))
+            }
+            CoordinatorMsg::WorkFailed {
+                sampler,
+                unit,
+                reason,
+            } => remote::cast("WorkFailed", &(sampler, unit, reason)),
+            CoordinatorMsg::SamplerUp(sampler) => remote::cast("SamplerUp", &sampler),
+            CoordinatorMsg::Restarted {
+                node,
+                actor,
+                restarts,
+            } => remote::cast("Restarted", &(node, actor, restarts)),
             CoordinatorMsg::EvalResult(s) => remote::cast("EvalResult", &*s),
             CoordinatorMsg::JudgeStats { judge, stats } => {
                 remote::cast("JudgeStats", &(judge, *stats))
@@ -187,15 +297,37 @@ impl ractor::Message for CoordinatorMsg {
             )),
             SerializedMessage::Cast { variant, args, .. } => match variant.as_str() {
                 "Sampled" => {
-                    let (sampler, publication, tokens, trajectories) = remote::decode(&args)?;
+                    let (sampler, unit, publication, tokens, trajectories) = remote::decode(&args)?;
                     Ok(CoordinatorMsg::Sampled {
                         sampler,
+                        unit,
                         publication,
                         tokens,
                         trajectories,
                     })
                 }
                 "EvalResult" => Ok(CoordinatorMsg::EvalResult(Box::new(remote::decode(&args)?))),
+                "EvalDone" => {
+                    let (sampler, unit) = remote::decode(&args)?;
+                    Ok(CoordinatorMsg::EvalDone { sampler, unit })
+                }
+                "WorkFailed" => {
+                    let (sampler, unit, reason) = remote::decode(&args)?;
+                    Ok(CoordinatorMsg::WorkFailed {
+                        sampler,
+                        unit,
+                        reason,
+                    })
+                }
+                "SamplerUp" => Ok(CoordinatorMsg::SamplerUp(remote::decode(&args)?)),
+                "Restarted" => {
+                    let (node, actor, restarts) = remote::decode(&args)?;
+                    Ok(CoordinatorMsg::Restarted {
+                        node,
+                        actor,
+                        restarts,
+                    })
+                }
                 "JudgeStats" => {
                     let (judge, stats): (u64, JudgeStats) = remote::decode(&args)?;
                     Ok(CoordinatorMsg::JudgeStats {
@@ -305,6 +437,7 @@ impl ractor::Message for BufferMsg {
             }
             BufferMsg::Counts(reply) => remote::call("Counts", &(), reply),
             BufferMsg::Checkpointed(step) => remote::cast("Checkpointed", &step),
+            BufferMsg::Missing(batch, reply) => remote::call("Missing", &batch, reply),
             BufferMsg::Flush => Err(BoxedDowncastErr),
         }
     }
@@ -335,6 +468,10 @@ impl ractor::Message for BufferMsg {
                     let () = remote::decode(&args)?;
                     Ok(BufferMsg::Counts(remote::reply_port(reply)))
                 }
+                "Missing" => Ok(BufferMsg::Missing(
+                    remote::decode(&args)?,
+                    remote::reply_port(reply),
+                )),
                 _ => Err(BoxedDowncastErr),
             },
             _ => Err(BoxedDowncastErr),
@@ -365,6 +502,7 @@ mod tests {
             difficulty: 3,
         };
         round_trip(Work::Train(TrainUnit {
+            unit: 4,
             batch: 3,
             groups: vec![(0, task.clone())],
             group_size: 8,
@@ -372,6 +510,7 @@ mod tests {
             sampling_seed: 9,
         }));
         round_trip(Work::Eval(EvalUnit {
+            unit: 5,
             round: 1,
             tasks: vec![task],
             publication: 1,

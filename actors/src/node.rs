@@ -3,6 +3,11 @@
 //! connection carries a ractor_cluster session on its first bidirectional stream and
 //! weight publications on unidirectional streams. Roles find each other through
 //! process groups, so the same actors run here as in `troupe run`.
+//!
+//! Nodes come and go: a lost connection is dialled again (by the node whose name sorts
+//! first) until the run completes, a node that loses the head waits for it to return,
+//! and a head started again on its run directory resumes the run from its last
+//! checkpoint and the replay buffer's log.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,7 +38,7 @@ pub struct NodeOptions {
     pub name: String,
     /// Run seed (head node only).
     pub seed: Option<u64>,
-    /// Run directory (head node only).
+    /// Run directory (head node only). One that already holds this run is resumed.
     pub out: Option<PathBuf>,
 }
 
@@ -115,11 +120,22 @@ pub async fn node(
     let (node_server, _) = Actor::spawn(None, server, ()).await.map_err(fail)?;
 
     let head = if me.roles.coordinator {
+        // A head restarted on its run directory continues the run.
+        let resume = opts
+            .out
+            .clone()
+            .filter(|dir| dir.join("run_state.json").exists());
+        if let Some(dir) = &resume {
+            progress.note(&format!(
+                "{} holds this run: resuming it from its last checkpoint",
+                dir.display()
+            ));
+        }
         let run_opts = RunOptions {
             config: (text, opts.config.clone()),
             seed: opts.seed,
             out: opts.out.clone(),
-            resume: None,
+            resume,
             seed_trajectories: None,
         };
         Some(prepare_head(&run_opts, progress.as_ref())?)
@@ -158,6 +174,7 @@ pub async fn node(
         .take_while(|n| n.name != me.name)
         .map(|n| n.roles.samplers)
         .sum();
+    let ordinal = nodes.iter().position(|n| n.name == me.name).unwrap_or(0) as u32;
     let outcome = if let Some(head) = head {
         let (coordinator, done, dashboard) = spawn_coordinator(&head, progress.clone()).await?;
         if let Some(dashboard) = dashboard {
@@ -169,6 +186,7 @@ pub async fn node(
             weights,
             head: Some(head.context()),
             first_sampler,
+            node: (me.name.clone(), ordinal),
         };
         spawn_roles(&ctx, &me.roles, Some(coordinator.get_cell())).await?;
         let summary = wait_for_summary(coordinator, done).await;
@@ -187,6 +205,7 @@ pub async fn node(
             weights,
             head: None,
             first_sampler,
+            node: (me.name.clone(), ordinal),
         };
         spawn_roles(&ctx, &me.roles, None).await?;
         wait_for_head(&peers, &head).await.map(|()| None)
@@ -227,7 +246,8 @@ fn node_addr(node: &NodeConfig) -> Result<SocketAddr, String> {
         .map_err(|_| format!("[[nodes]] {}: addr {addr:?} is not host:port", node.name))
 }
 
-/// Waits until the head closes its connection: cleanly when the run is complete.
+/// Waits until the head closes its connection because the run is complete. A head lost
+/// any other way is waited for: started again, it resumes the run.
 async fn wait_for_head(peers: &Peers, head: &str) -> Result<(), ActorError> {
     loop {
         let conn = lock(peers).get(head).cloned();
@@ -235,13 +255,33 @@ async fn wait_for_head(peers: &Peers, head: &str) -> Result<(), ActorError> {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        return match conn.closed().await {
+        match conn.closed().await {
             quinn::ConnectionError::ApplicationClosed(c) if c.error_code == RUN_COMPLETE.into() => {
-                Ok(())
+                return Ok(());
             }
-            other => Err(fail(format!("lost the head node {head}: {other}"))),
-        };
+            other => {
+                tracing::warn!(%head, reason = %other, "lost the head node; waiting for it to return");
+                forget(peers, head, &conn);
+            }
+        }
     }
+}
+
+/// Drops `conn` from the peers unless a newer connection to `name` replaced it.
+fn forget(peers: &Peers, name: &str, conn: &quinn::Connection) {
+    let mut held = lock(peers);
+    if held
+        .get(name)
+        .is_some_and(|c| c.stable_id() == conn.stable_id())
+    {
+        held.remove(name);
+    }
+}
+
+/// Whether a connection ended because the run is complete.
+fn run_complete(reason: &quinn::ConnectionError) -> bool {
+    matches!(reason, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == RUN_COMPLETE.into())
+        || matches!(reason, quinn::ConnectionError::LocallyClosed)
 }
 
 /// Serialises a publication: `[version u64 LE][safetensors]`.
@@ -299,6 +339,8 @@ impl Link {
         }
     }
 
+    /// Dials `peer` until connected, and again each time the connection is lost, until
+    /// the run is complete.
     async fn dial_loop(self, peer: String, addr: SocketAddr) {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -312,8 +354,15 @@ impl Link {
                         .await
                         .is_ok()
                         {
-                            self.connected(conn).await;
-                            return;
+                            self.connected(conn.clone()).await;
+                            let reason = conn.closed().await;
+                            if run_complete(&reason) {
+                                return;
+                            }
+                            tracing::warn!(%peer, %reason, "lost a peer; dialling it again");
+                            forget(&self.peers, &peer, &conn);
+                            backoff = Duration::from_millis(100);
+                            continue;
                         }
                     }
                     Err(e) => tracing::debug!(%peer, error = %e, "no session stream"),
@@ -340,6 +389,7 @@ impl Link {
             self.send(index, std::slice::from_ref(&conn)).await;
         }
         let weights = self.weights.clone();
+        let peers = self.peers.clone();
         tokio::spawn(async move {
             while let Ok(recv) = conn.accept_uni().await {
                 match bulk::recv_blob(recv, WEIGHTS_LIMIT)
@@ -354,6 +404,7 @@ impl Link {
                     }
                 }
             }
+            forget(&peers, &name, &conn);
         });
     }
 

@@ -21,6 +21,8 @@ pub mod group {
     pub const ENV_HOST: &str = "troupe/env_host";
     /// Judges.
     pub const JUDGE: &str = "troupe/judge";
+    /// Node supervisors, one per node, each named `node-NAME`.
+    pub const NODE: &str = "troupe/node";
 }
 
 /// Members of `group` as typed references, local ones first, then by id (a stable order).

@@ -19,10 +19,11 @@ use crate::progress::Progress;
 use crate::roles::{
     buffer::{Buffer, BufferArgs},
     coordinator::{Coordinator, CoordinatorArgs, StartPoint},
-    envhost::{EnvHost, EnvHostArgs},
-    judge::{Judge, JudgeArgs},
+    envhost::EnvHostArgs,
+    judge::JudgeArgs,
     learner::{LearnerActor, LearnerArgs},
-    sampler::{Sampler, SamplerArgs},
+    sampler::SamplerArgs,
+    supervisor::{NodeSupervisor, NodeSupervisorArgs},
 };
 use crate::schedule::{ScheduleConfig, mix};
 use crate::summary::{RunState, Summary, read_json, write_json};
@@ -182,9 +183,20 @@ pub async fn run(opts: RunOptions, progress: Arc<dyn Progress>) -> Result<Summar
         weights,
         head: Some(head.context()),
         first_sampler: 0,
+        node: head_node(&cfg),
     };
     spawn_roles(&ctx, &cfg.total_roles(), Some(coordinator.get_cell())).await?;
     wait_for_summary(coordinator, done).await
+}
+
+/// The name and position in `cluster.toml` of the node hosting the coordinator (the
+/// embedded run hosts every role under that name).
+pub(crate) fn head_node(cfg: &ClusterConfig) -> (String, u32) {
+    cfg.nodes()
+        .iter()
+        .enumerate()
+        .find(|(_, n)| n.roles.coordinator)
+        .map_or(("local".into(), 0), |(i, n)| (n.name.clone(), i as u32))
 }
 
 /// What the head node (coordinator and learner) prepares before a run starts.
@@ -397,12 +409,13 @@ pub(crate) async fn spawn_coordinator(
         start: head.start,
         progress,
         done: Arc::new(Mutex::new(Some(done_tx))),
-        required: cfg.total_roles(),
+        required: cfg.required_roles(),
         // The buffer's counts cover the whole run unless a resumed run lost them with
         // an in-memory buffer.
         buffer_accounting: cfg.buffer.log || !head.resumed,
         judge_metrics: cfg.judge.components.llm.is_some(),
         dashboard: dashboard.clone(),
+        lost_after: std::time::Duration::from_secs_f64(rl.lost_work_seconds),
     };
     let (coordinator, handle) =
         Actor::spawn(Some("coordinator".into()), Coordinator, coordinator_args)
@@ -429,7 +442,14 @@ async fn start_dashboard(
         .iter()
         .find(|n| n.roles.coordinator)
         .map_or_else(|| "local".to_string(), |n| n.name.clone());
-    let dashboard = Dashboard::new(here, nodes.into_iter().map(|n| n.name).collect());
+    let dashboard = Dashboard::new(here, nodes.iter().map(|n| n.name.clone()).collect());
+    dashboard.set_sampler_nodes(
+        nodes
+            .iter()
+            .filter(|n| n.roles.samplers > 0)
+            .map(|n| n.name.clone())
+            .collect(),
+    );
     let served =
         crate::dashboard::server::serve(dashboard.clone(), &cfg.dashboard.addr, &head.run_dir)
             .await?;
@@ -482,6 +502,8 @@ pub(crate) struct RoleContext<'a> {
     pub head: Option<HeadContext>,
     /// Cluster-wide index of this node's first sampler.
     pub first_sampler: u32,
+    /// This node's name and its position in `cluster.toml`.
+    pub node: (String, u32),
 }
 
 /// Starts the actors of `roles` (all but the coordinator), linked to `supervisor`.
@@ -526,28 +548,6 @@ pub(crate) async fn spawn_roles(
             recovery,
         };
         start("buffer".into(), Buffer, args, &supervisor, "replay buffer").await?;
-    }
-    for i in 0..roles.env_hosts {
-        let args = EnvHostArgs {
-            capacity: cfg.task.env_capacity,
-            spec: cfg.task.env_spec(),
-            codefix: cfg.codefix(),
-        };
-        start(
-            format!("env_host-{i}"),
-            EnvHost,
-            args,
-            &supervisor,
-            "env host",
-        )
-        .await?;
-    }
-    for i in 0..roles.judges {
-        let args = JudgeArgs {
-            codefix: cfg.codefix(),
-            config: cfg.judge(),
-        };
-        start(format!("judge-{i}"), Judge, args, &supervisor, "judge").await?;
     }
     if roles.learner {
         let head = ctx
@@ -606,24 +606,41 @@ pub(crate) async fn spawn_roles(
     } else {
         candle_core::Device::Cpu
     };
-    for i in 0..roles.samplers {
-        let args = SamplerArgs {
-            index: ctx.first_sampler + i,
+    // The node's samplers, env hosts and judges live under its supervisor, which
+    // restarts them and scales the samplers.
+    let (node, ordinal) = ctx.node.clone();
+    let args = NodeSupervisorArgs {
+        node: node.clone(),
+        ordinal,
+        env_hosts: roles.env_hosts,
+        judges: roles.judges,
+        samplers: roles.samplers,
+        env_host: EnvHostArgs {
+            capacity: cfg.task.env_capacity,
+            spec: cfg.task.env_spec(),
+            codefix: cfg.codefix(),
+        },
+        judge: JudgeArgs {
+            codefix: cfg.codefix(),
+            config: cfg.judge(),
+        },
+        sampler: SamplerArgs {
+            index: ctx.first_sampler,
             model: cfg.model.clone(),
             tokenizer: cfg.tokenizer.clone(),
             params,
             max_turns: cfg.task.max_turns,
             weights: ctx.weights.clone(),
-            device: sampler_device.clone(),
-        };
-        start(
-            format!("sampler-{i}"),
-            Sampler,
-            args,
-            &supervisor,
-            "sampler",
-        )
-        .await?;
-    }
+            device: sampler_device,
+        },
+    };
+    start(
+        format!("node-{node}"),
+        NodeSupervisor,
+        args,
+        &supervisor,
+        "node supervisor",
+    )
+    .await?;
     Ok(())
 }

@@ -370,6 +370,20 @@ impl ReplayBuffer {
         }
     }
 
+    /// Groups of batch `batch` still waiting for trajectories: neither complete nor
+    /// served (none once the batch is served whole).
+    pub fn missing_groups(&self, batch: u64) -> Vec<u32> {
+        if self.closed_batches.contains(&batch) {
+            return Vec::new();
+        }
+        (0..self.cfg.groups_per_batch)
+            .filter(|&g| {
+                let key = (batch, g);
+                !self.complete.contains(&key) && !self.closed_groups.contains(&key)
+            })
+            .collect()
+    }
+
     /// Groups held now, incomplete or complete.
     pub fn held_groups(&self) -> usize {
         self.groups.len()

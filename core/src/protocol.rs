@@ -7,6 +7,9 @@ use crate::TaskSpec;
 /// A slice of RL batch `batch`: tasks to run `group_size` episodes each.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct TrainUnit {
+    /// The coordinator's id of this unit (its lease): a sampler reports the unit done or
+    /// failed by it, and a re-issued unit keeps it.
+    pub unit: u64,
     /// RL batch sequence number.
     pub batch: u64,
     /// `(group index, task)` pairs.
@@ -23,6 +26,8 @@ pub struct TrainUnit {
 /// Held-out tasks to run greedily for evaluation round `round`.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct EvalUnit {
+    /// The coordinator's id of this unit (its lease).
+    pub unit: u64,
     /// Evaluation round.
     pub round: u32,
     /// Tasks.

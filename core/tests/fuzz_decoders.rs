@@ -88,6 +88,7 @@ fn work() -> impl Strategy<Value = Work> {
         )
             .prop_map(
                 |(batch, groups, group_size, publication)| Work::Train(TrainUnit {
+                    unit: batch ^ 7,
                     batch,
                     groups,
                     group_size,
@@ -97,6 +98,7 @@ fn work() -> impl Strategy<Value = Work> {
             ),
         (any::<u32>(), vec(task(), 0..6), any::<u64>()).prop_map(|(round, tasks, publication)| {
             Work::Eval(EvalUnit {
+                unit: publication >> 1,
                 round,
                 tasks,
                 publication,
@@ -270,6 +272,7 @@ fn sample_work() -> Work {
         difficulty: 1,
     };
     Work::Train(TrainUnit {
+        unit: 6,
         batch: 2,
         groups: vec![(0, task(1)), (1, task(2))],
         group_size: 4,
@@ -551,11 +554,13 @@ fn memory_heavy_valid_payloads_decode() {
     };
     for n in [0usize, 1, 10, 100, 1_000, 10_000, 200_000] {
         round_trips(&Work::Eval(EvalUnit {
+            unit: n as u64,
             round: 1,
             tasks: vec![empty.clone(); n],
             publication: 2,
         }));
         round_trips(&Work::Train(TrainUnit {
+            unit: u64::MAX,
             batch: 1,
             groups: vec![(0, empty.clone()); n],
             group_size: 1,

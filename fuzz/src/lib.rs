@@ -216,6 +216,7 @@ impl From<AWork> for Work {
                 group_size,
                 publication,
             } => Work::Train(TrainUnit {
+                unit: batch.rotate_left(3),
                 batch,
                 groups: groups.into_iter().map(|(g, t)| (g, t.into())).collect(),
                 group_size,
@@ -227,6 +228,7 @@ impl From<AWork> for Work {
                 tasks,
                 publication,
             } => Work::Eval(EvalUnit {
+                unit: publication ^ 1,
                 round,
                 tasks: tasks.into_iter().map(Into::into).collect(),
                 publication,

@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod cluster;
+
 /// The `troupe` binary under test.
 pub fn troupe() -> Command {
     Command::new(env!("CARGO_BIN_EXE_troupe"))

@@ -28,9 +28,10 @@ pub const RECEIVE_WINDOW: u32 = 64 * 1024 * 1024;
 /// Connection-wide send window: sender-side buffered bytes per peer.
 pub const SEND_WINDOW: u64 = 64 * 1024 * 1024;
 /// Keep-alive ping interval, well under [`IDLE_TIMEOUT`] so a quiet but healthy peer stays up.
-pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
-/// A peer silent this long (no packets, not even keep-alives) is considered gone.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// A peer silent this long (no packets, not even keep-alives) is considered gone: how
+/// long a node that died without a word (SIGKILL, power loss) holds on to its work.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Installs rustls's *ring* provider as the process default, if no default is installed yet.
 ///
@@ -61,7 +62,7 @@ pub fn transport_config() -> TransportConfig {
         .send_window(SEND_WINDOW)
         .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
         .max_idle_timeout(Some(
-            IdleTimeout::try_from(IDLE_TIMEOUT).expect("30 s fits a QUIC varint"),
+            IdleTimeout::try_from(IDLE_TIMEOUT).expect("10 s fits a QUIC varint"),
         ));
     t
 }

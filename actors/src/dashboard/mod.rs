@@ -9,6 +9,7 @@
 //! bearer token are written to the run directory (`dashboard.url`, `dashboard.token`)
 //! for `troupe status --run-dir`.
 
+pub mod control;
 pub mod server;
 pub mod status;
 
@@ -35,6 +36,8 @@ pub struct Dashboard {
     nodes: Vec<String>,
     /// Connected peers: ractor's node id of each actor session and the node's name.
     peers: Arc<Mutex<BTreeMap<u64, String>>>,
+    /// Nodes that host samplers in `cluster.toml` (where `scale` without a node goes).
+    sampler_nodes: Arc<Mutex<Vec<String>>>,
 }
 
 impl Dashboard {
@@ -46,7 +49,21 @@ impl Dashboard {
             node,
             nodes,
             peers: Arc::default(),
+            sampler_nodes: Arc::default(),
         }
+    }
+
+    /// Sets the nodes a `scale` without a node name spreads samplers over.
+    pub fn set_sampler_nodes(&self, nodes: Vec<String>) {
+        *self.sampler_nodes.lock().unwrap_or_else(|e| e.into_inner()) = nodes;
+    }
+
+    /// The nodes a `scale` without a node name spreads samplers over.
+    pub fn sampler_nodes(&self) -> Vec<String> {
+        self.sampler_nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn model(&self) -> MutexGuard<'_, StatusModel> {
@@ -74,13 +91,42 @@ impl Dashboard {
 
     /// Sets the connected peers (ractor node id → node name), as `troupe node` learns
     /// them from its actor sessions.
+    /// A node that connects or goes away is recorded as an event.
     pub fn set_peers(&self, peers: BTreeMap<u64, String>) {
-        *self.peers.lock().unwrap_or_else(|e| e.into_inner()) = peers;
+        let names = |m: &BTreeMap<u64, String>| -> std::collections::BTreeSet<String> {
+            m.values().cloned().collect()
+        };
+        let before = {
+            let mut held = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *held, peers.clone())
+        };
+        let (was, now) = (names(&before), names(&peers));
+        for lost in was.difference(&now) {
+            self.event(format!("node {lost} lost"));
+        }
+        for joined in now.difference(&was) {
+            self.event(format!("node {joined} connected"));
+        }
     }
 
     /// Records an actor failure.
     pub fn failed(&self, actor: String, error: String) {
         self.model().failures.push((actor, error));
+    }
+
+    /// Records that `node`'s supervisor restarted `actor` (`restarts` so far).
+    pub fn restarted(&self, node: &str, actor: &str, restarts: u32) {
+        self.model()
+            .restarts
+            .insert((node.to_string(), actor.to_string()), u64::from(restarts));
+    }
+
+    /// Records a cluster event.
+    pub fn event(&self, line: String) {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.model().push_event(at, line);
     }
 
     /// The `/api/status` document now.
@@ -120,12 +166,13 @@ impl Dashboard {
                 actors: Vec::new(),
             })
             .collect();
-        let failures: Vec<String> = self
-            .model()
-            .failures
-            .iter()
-            .map(|(n, _)| n.clone())
-            .collect();
+        let (failures, restarts): (Vec<String>, _) = {
+            let m = self.model();
+            (
+                m.failures.iter().map(|(n, _)| n.clone()).collect(),
+                m.restarts.clone(),
+            )
+        };
         for (g, role) in [
             (group::COORDINATOR, "coordinator"),
             (group::LEARNER, "learner"),
@@ -154,10 +201,13 @@ impl Dashboard {
                 };
                 let row = ActorRow {
                     role: role.into(),
+                    restarts: restarts
+                        .get(&(node.clone(), name.clone()))
+                        .copied()
+                        .unwrap_or(0),
                     name,
                     state,
                     mailbox: None,
-                    restarts: 0,
                 };
                 match rows.iter_mut().find(|r| r.name == node) {
                     Some(r) => {

@@ -11,7 +11,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Dashboard;
@@ -80,6 +81,8 @@ pub async fn serve(dashboard: Dashboard, addr: &str, run_dir: &Path) -> Result<S
         .route("/api/steps", get(steps))
         .route("/api/events", get(events))
         .route("/metrics", get(metrics))
+        .route("/api/scale", post(scale))
+        .route("/api/kill", post(kill))
         .with_state(app);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
@@ -153,6 +156,81 @@ async fn steps(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Response
         return unauthorized();
     }
     axum::Json(app.dashboard.steps()).into_response()
+}
+
+/// `POST /api/scale` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScaleRequest {
+    samplers: u32,
+    #[serde(default)]
+    node: Option<String>,
+}
+
+/// `POST /api/kill` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillRequest {
+    node: String,
+    actor: String,
+}
+
+fn refused(r: super::control::Refused) -> Response {
+    let code = StatusCode::from_u16(r.0).unwrap_or(StatusCode::BAD_REQUEST);
+    (code, format!("{}\n", r.1)).into_response()
+}
+
+/// Parses a JSON body, or refuses it (400) with serde's reason.
+fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, super::control::Refused> {
+    serde_json::from_str(body)
+        .map_err(|e| super::control::Refused(400, format!("malformed request body: {e}")))
+}
+
+/// Scales samplers: `{"samplers": N, "node": "NAME"?}` → `{"nodes": [{"name", "samplers"}]}`.
+async fn scale(State(app): State<App>, headers: HeaderMap, uri: Uri, body: String) -> Response {
+    if !authorized(&app, &headers, &uri) {
+        return unauthorized();
+    }
+    let req: ScaleRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return refused(r),
+    };
+    let nodes = app.dashboard.sampler_nodes();
+    match super::control::scale(req.node.as_deref(), req.samplers, &nodes).await {
+        Ok(done) => {
+            let line = done
+                .iter()
+                .map(|(n, c)| format!("{n}: {c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            app.dashboard.event(format!("scaled samplers ({line})"));
+            let nodes: Vec<_> = done
+                .into_iter()
+                .map(|(name, samplers)| serde_json::json!({"name": name, "samplers": samplers}))
+                .collect();
+            axum::Json(serde_json::json!({ "nodes": nodes })).into_response()
+        }
+        Err(r) => refused(r),
+    }
+}
+
+/// Kills an actor (fault drills): `{"node": "NAME", "actor": "NAME"}`.
+async fn kill(State(app): State<App>, headers: HeaderMap, uri: Uri, body: String) -> Response {
+    if !authorized(&app, &headers, &uri) {
+        return unauthorized();
+    }
+    let req: KillRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(r) => return refused(r),
+    };
+    match super::control::kill(&req.node, &req.actor).await {
+        Ok(()) => {
+            app.dashboard
+                .event(format!("killed {} on {} (on request)", req.actor, req.node));
+            axum::Json(serde_json::json!({"killed": req.actor, "node": req.node})).into_response()
+        }
+        Err(r) => refused(r),
+    }
 }
 
 async fn metrics(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Response {

@@ -1,7 +1,7 @@
 //! The live status a dashboard shows: a pure model (no tokio, no ractor) fed by the
 //! coordinator, rendered as the `/api/status` JSON and as Prometheus text.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
 
 use serde::Serialize;
@@ -11,6 +11,8 @@ use crate::summary::TrajectoryCounts;
 
 /// Per-learner-step metrics kept for charts (the newest this many steps).
 pub const STEP_RING: usize = 4096;
+/// Cluster events kept (the newest this many).
+pub const EVENT_RING: usize = 200;
 
 /// One actor as the dashboard lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,8 +26,8 @@ pub struct ActorRow {
     /// Messages waiting in its mailbox. ractor does not expose queue length, so this is
     /// `null` (unknown) for every actor today.
     pub mailbox: Option<u64>,
-    /// Restarts by its supervisor. troupe does not restart failed roles (a failure ends
-    /// the run), so this is 0 until that changes.
+    /// Restarts by its node's supervisor (samplers, env hosts and judges are restarted;
+    /// a failed coordinator, learner or buffer ends the run instead).
     pub restarts: u64,
 }
 
@@ -60,6 +62,10 @@ pub struct StatusModel {
     pub heldout: Vec<(u64, f32)>,
     /// Actors that failed: (name, error).
     pub failures: Vec<(String, String)>,
+    /// Restarts by (node, actor name).
+    pub restarts: BTreeMap<(String, String), u64>,
+    /// Cluster events, newest last: (seconds since the Unix epoch, what happened).
+    pub events: VecDeque<(f64, String)>,
     /// The newest `STEP_RING` `metrics.jsonl` lines.
     pub steps: VecDeque<Value>,
 }
@@ -71,6 +77,14 @@ impl StatusModel {
             self.steps.pop_front();
         }
         self.steps.push_back(line);
+    }
+
+    /// Records a cluster event (a node lost or back, work handed out again, a restart).
+    pub fn push_event(&mut self, at: f64, line: String) {
+        if self.events.len() == EVENT_RING {
+            self.events.pop_front();
+        }
+        self.events.push_back((at, line));
     }
 
     /// Trajectory accounting with `in_flight` = generated minus every outcome.
@@ -94,6 +108,7 @@ impl StatusModel {
             "trained_tokens": self.trained_tokens,
             "heldout": self.heldout.iter().map(|(s, a)| json!({"step": s, "pass_at_1": a})).collect::<Vec<_>>(),
             "failures": self.failures.iter().map(|(n, e)| json!({"actor": n, "error": e})).collect::<Vec<_>>(),
+            "events": self.events.iter().map(|(t, e)| json!({"at": t, "event": e})).collect::<Vec<_>>(),
             "last_step": self.steps.back(),
         })
     }

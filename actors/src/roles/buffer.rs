@@ -140,6 +140,9 @@ impl Actor for Buffer {
                         .take_batch(batch, PolicyVersion(version), Instant::now())?;
                 let _ = reply.send(taken);
             }
+            BufferMsg::Missing(batch, reply) => {
+                let _ = reply.send(state.buffer.buffer().missing_groups(batch));
+            }
             BufferMsg::Counts(reply) => {
                 state.buffer.sync()?;
                 let _ = reply.send(state.buffer.buffer().counts());

@@ -1,12 +1,20 @@
 //! Coordinator: drives the phases (evaluate → SFT → evaluate → RL with periodic
 //! evaluation → evaluate), hands out work, records metrics and supervises the roles.
+//!
+//! Work is never lost for good: a unit whose sampler failed, restarted or vanished is
+//! handed out again at once, and every second the coordinator checks that the batch
+//! the learner waits for, and each evaluation round, is still out with some sampler;
+//! when none of it has been for `lost_work_seconds`, what never arrived (a judge or env
+//! host went down with it) is handed out again. Results are idempotent by trajectory
+//! id: the buffer drops duplicate trajectories, an evaluation round each task's second
+//! result.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
@@ -78,6 +86,8 @@ pub struct CoordinatorArgs {
     pub judge_metrics: bool,
     /// The live status the dashboard serves, when it is enabled.
     pub dashboard: Option<crate::dashboard::Dashboard>,
+    /// Work out of sight this long is handed out again (`rl.lost_work_seconds`).
+    pub lost_after: Duration,
 }
 
 /// What is still missing of `required`, in words, or `None` when every role is present.
@@ -134,6 +144,12 @@ const SAMPLES_PER_EVAL: u64 = 16;
 #[derive(Debug)]
 struct Round {
     label: Label,
+    /// The publication evaluated.
+    publication: u64,
+    /// Held-out task ids with a result (a re-issued task's second result is ignored).
+    seen: HashSet<u64>,
+    /// Since when no unit of the round has been out with a sampler.
+    quiet_since: Option<Instant>,
     received: usize,
     correct: usize,
     /// Reward component sums over the round's episodes.
@@ -157,6 +173,17 @@ fn eval_note(acc: f32, means: &BTreeMap<String, f32>) -> String {
     note
 }
 
+/// How often the coordinator looks for lost work.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Sampler indices from the sampler group's actor names (`sampler-N`).
+fn live_samplers() -> BTreeSet<u32> {
+    ractor::pg::get_members(&group::SAMPLER.to_string())
+        .iter()
+        .filter_map(|c| c.get_name()?.strip_prefix("sampler-")?.parse().ok())
+        .collect()
+}
+
 /// Coordinator state.
 #[derive(Debug)]
 pub struct CoordinatorState {
@@ -175,6 +202,9 @@ pub struct CoordinatorState {
     rl_steps: u64,
     /// The latest counters of each judge (by instance).
     judge_stats: std::collections::BTreeMap<u64, troupe_judge::JudgeStats>,
+    /// The batch the learner waits for and since when none of it has been out with a
+    /// sampler.
+    batch_quiet: Option<(u64, Instant)>,
 }
 
 /// The coordinator actor.
@@ -182,6 +212,90 @@ pub struct CoordinatorState {
 pub struct Coordinator;
 
 impl CoordinatorState {
+    /// A note for the log and the dashboard's event list.
+    fn event(&self, line: String) {
+        self.args.progress.note(&line);
+        if let Some(d) = &self.args.dashboard {
+            d.event(line);
+        }
+    }
+
+    /// Hands out again the work of samplers that left, and what never arrived of the
+    /// batch the learner waits for and of each evaluation round.
+    async fn find_lost_work(&mut self) {
+        let live = live_samplers();
+        let gone = self.schedule.requeue_absent(&live);
+        if !gone.is_empty() {
+            self.event(format!(
+                "sampler(s) {gone:?} left with work in hand; it is handed out again"
+            ));
+        }
+        // Version lag is reported for the samplers there are.
+        self.sampler_publication.retain(|s, _| live.contains(s));
+        let now = Instant::now();
+        let lost_after = self.args.lost_after;
+        // The batch the learner needs next.
+        if self.rl_started.is_some() {
+            let batch = self.rl_steps;
+            if self.schedule.batch_outstanding(batch) {
+                self.batch_quiet = None;
+            } else {
+                let since = match self.batch_quiet {
+                    Some((b, t)) if b == batch => t,
+                    _ => {
+                        self.batch_quiet = Some((batch, now));
+                        now
+                    }
+                };
+                if now.duration_since(since) >= lost_after {
+                    self.batch_quiet = Some((batch, now));
+                    let missing = match one::<BufferMsg>(group::BUFFER) {
+                        Ok(b) => {
+                            ractor::call_t!(b, BufferMsg::Missing, 5_000, batch).unwrap_or_default()
+                        }
+                        Err(_) => Vec::new(),
+                    };
+                    if !missing.is_empty() {
+                        self.event(format!(
+                            "batch {batch}: {} group(s) never reached the buffer; handed out again",
+                            missing.len()
+                        ));
+                        self.schedule.reissue_groups(batch, &missing);
+                    }
+                }
+            }
+        }
+        // Evaluation rounds.
+        let mut reissue = Vec::new();
+        for (&round, r) in &mut self.rounds {
+            if self.schedule.round_outstanding(round) {
+                r.quiet_since = None;
+                continue;
+            }
+            let since = *r.quiet_since.get_or_insert(now);
+            if now.duration_since(since) >= lost_after {
+                r.quiet_since = Some(now);
+                let missing: Vec<TaskSpec> = self
+                    .args
+                    .heldout
+                    .iter()
+                    .filter(|t| !r.seen.contains(&t.id))
+                    .cloned()
+                    .collect();
+                if !missing.is_empty() {
+                    reissue.push((round, r.publication, missing));
+                }
+            }
+        }
+        for (round, publication, tasks) in reissue {
+            self.event(format!(
+                "evaluation round {round}: {} result(s) never arrived; handed out again",
+                tasks.len()
+            ));
+            self.schedule.reissue_eval(round, publication, &tasks);
+        }
+    }
+
     fn evaluate(&mut self, label: Label, publication: u64) {
         let round = self.next_round;
         self.next_round += 1;
@@ -189,6 +303,9 @@ impl CoordinatorState {
             round,
             Round {
                 label,
+                publication,
+                seen: HashSet::new(),
+                quiet_since: None,
                 received: 0,
                 correct: 0,
                 parts: Default::default(),
@@ -251,11 +368,19 @@ impl CoordinatorState {
 
     /// Records one evaluation episode: correct, wrong, or unscored (a judge error: left
     /// out of pass@1 rather than counted as wrong).
-    async fn on_eval(&mut self, round: u32, reward: &Reward) -> Result<(), ActorProcessingErr> {
+    async fn on_eval(
+        &mut self,
+        round: u32,
+        task: u64,
+        reward: &Reward,
+    ) -> Result<(), ActorProcessingErr> {
         let n = self.args.heldout.len();
         let Some(r) = self.rounds.get_mut(&round) else {
             return Ok(());
         };
+        if !r.seen.insert(task) {
+            return Ok(());
+        }
         r.received += 1;
         if reward.is_judge_error() {
             r.unscored += 1;
@@ -533,6 +658,7 @@ impl Actor for Coordinator {
         args: CoordinatorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         crate::remote::join(group::COORDINATOR, myself.get_cell());
+        myself.send_after(TICK, || CoordinatorMsg::Tick);
         let path = args.run_dir.join("metrics.jsonl");
         let metrics = std::fs::OpenOptions::new()
             .create(true)
@@ -557,6 +683,7 @@ impl Actor for Coordinator {
             last_version: 0,
             rl_steps: 0,
             judge_stats: Default::default(),
+            batch_quiet: None,
         })
     }
 
@@ -585,15 +712,17 @@ impl Actor for Coordinator {
                     StartPoint::Rl { step, publication } => state.start_rl(step, publication)?,
                 }
             }
-            CoordinatorMsg::RequestWork(_, reply) => {
-                let _ = reply.send(state.schedule.next_work());
+            CoordinatorMsg::RequestWork(sampler, reply) => {
+                let _ = reply.send(state.schedule.next_work(sampler));
             }
             CoordinatorMsg::Sampled {
                 sampler,
+                unit,
                 publication,
                 tokens,
                 trajectories,
             } => {
+                state.schedule.done(unit);
                 state.sampler_publication.insert(sampler, publication);
                 state.args.state.sampled_tokens += tokens;
                 state.args.state.trajectories.generated += trajectories;
@@ -603,13 +732,51 @@ impl Actor for Coordinator {
             }
             CoordinatorMsg::EvalResult(s) => {
                 if let Purpose::Eval { round } = s.trajectory.purpose {
-                    if s.trajectory.task.id < SAMPLES_PER_EVAL
+                    let task = s.trajectory.task.id;
+                    if task < SAMPLES_PER_EVAL
                         && let Some(r) = state.rounds.get(&round)
+                        && !r.seen.contains(&task)
                     {
                         writeln!(state.samples, "{}", eval_sample(&r.label.name(), &s))?;
                     }
-                    state.on_eval(round, &s.reward).await?;
+                    state.on_eval(round, task, &s.reward).await?;
                 }
+            }
+            CoordinatorMsg::EvalDone { unit, .. } => {
+                state.schedule.done(unit);
+            }
+            CoordinatorMsg::WorkFailed {
+                sampler,
+                unit,
+                reason,
+            } => {
+                if state.schedule.requeue(unit) {
+                    state.event(format!(
+                        "sampler {sampler} could not finish a unit ({reason}); handed out again"
+                    ));
+                }
+            }
+            CoordinatorMsg::SamplerUp(sampler) => {
+                let n = state.schedule.requeue_sampler(sampler);
+                if n > 0 {
+                    state.event(format!(
+                        "sampler {sampler} restarted; its {n} unit(s) handed out again"
+                    ));
+                }
+            }
+            CoordinatorMsg::Restarted {
+                node,
+                actor,
+                restarts,
+            } => {
+                if let Some(d) = &state.args.dashboard {
+                    d.restarted(&node, &actor, restarts);
+                }
+                state.event(format!("{node}: restarted {actor} (restart {restarts})"));
+            }
+            CoordinatorMsg::Tick => {
+                state.find_lost_work().await;
+                myself.send_after(TICK, || CoordinatorMsg::Tick);
             }
             CoordinatorMsg::SftProgress { step, loss } => {
                 state

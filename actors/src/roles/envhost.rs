@@ -5,7 +5,7 @@
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use troupe_env::codefix::{CodefixConfig, CodefixHost, TaskKey};
-use troupe_env::{EnvHostCore, EnvSpec};
+use troupe_env::{EnvError, EnvHostCore, EnvSpec};
 
 use crate::messages::{EnvHostMsg, StepReply};
 
@@ -66,15 +66,28 @@ impl Actor for EnvHost {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            // An episode reset again is a retry of work whose earlier attempt failed (a
+            // sampler, env host or judge went away): what that attempt left is dropped.
             EnvHostMsg::Reset(episode, task, reply) => match TaskKey::of_task(&task) {
                 None => {
-                    let _ = reply.send(state.core.reset(episode, &task).map_err(|e| e.to_string()));
+                    let mut out = state.core.reset(episode, &task);
+                    if let Err(EnvError::DuplicateEpisode { .. }) = out {
+                        retried(episode);
+                        let _ = state.core.abandon(episode);
+                        out = state.core.reset(episode, &task);
+                    }
+                    let _ = reply.send(out.map_err(|e| e.to_string()));
                 }
                 Some(_) => match state.codefix.clone() {
                     Some(host) => {
                         tokio::spawn(async move {
-                            let _ = reply
-                                .send(host.reset(episode, &task).await.map_err(|e| e.to_string()));
+                            let mut out = host.reset(episode, &task).await;
+                            if let Err(EnvError::DuplicateEpisode { .. }) = out {
+                                retried(episode);
+                                let _ = host.finish(episode).await;
+                                out = host.reset(episode, &task).await;
+                            }
+                            let _ = reply.send(out.map_err(|e| e.to_string()));
                         });
                     }
                     None => {
@@ -109,6 +122,13 @@ impl Actor for EnvHost {
         }
         Ok(())
     }
+}
+
+fn retried(episode: u64) {
+    tracing::warn!(
+        episode,
+        "episode started again (a retry after a fault); the earlier attempt is dropped"
+    );
 }
 
 /// A step's outcome as the wire reply: (observation with its author, done, submission).

@@ -124,13 +124,19 @@ async fn score_codefix(
 }
 
 impl JudgeState {
+    /// Sends a scored trajectory on. Without a buffer or coordinator (the head is away)
+    /// it is dropped with a warning: the coordinator hands its unit out again.
     fn forward(&mut self, scored: Box<ScoredTrajectory>) -> Result<(), ActorProcessingErr> {
-        match scored.trajectory.purpose {
+        let id = scored.trajectory.id;
+        let sent = match scored.trajectory.purpose {
             Purpose::Train { .. } => {
-                one::<BufferMsg>(group::BUFFER)?.cast(BufferMsg::Insert(scored))?
+                one::<BufferMsg>(group::BUFFER).and_then(|b| Ok(b.cast(BufferMsg::Insert(scored))?))
             }
-            Purpose::Eval { .. } => one::<CoordinatorMsg>(group::COORDINATOR)?
-                .cast(CoordinatorMsg::EvalResult(scored))?,
+            Purpose::Eval { .. } => one::<CoordinatorMsg>(group::COORDINATOR)
+                .and_then(|c| Ok(c.cast(CoordinatorMsg::EvalResult(scored))?)),
+        };
+        if let Err(e) = sent {
+            tracing::warn!(trajectory = id, error = %e, "scored trajectory dropped");
         }
         Ok(())
     }

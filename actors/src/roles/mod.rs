@@ -6,6 +6,7 @@ pub mod envhost;
 pub mod judge;
 pub mod learner;
 pub mod sampler;
+pub mod supervisor;
 
 /// The single member of a one-actor role's group (coordinator, buffer, learner).
 pub(crate) fn one<M: ractor::Message>(

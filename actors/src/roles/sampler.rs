@@ -1,11 +1,17 @@
 //! Sampler: a policy replica. Pulls work from the coordinator, runs episodes against
 //! env hosts (one message round per turn, so multi-turn environments fit), generates
 //! all episodes of a work unit as one batch, and sends finished trajectories to judges.
+//!
+//! A unit that cannot finish (its env host or judge went away, the coordinator is
+//! unreachable) is reported failed and handed out again by the coordinator; the sampler
+//! itself carries on. `Retire` stops it after the unit in hand.
 
 use std::time::Duration;
 
+use ractor::call_t;
+
 use futures_util::future::join_all;
-use ractor::{Actor, ActorProcessingErr, ActorRef, call};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use troupe_core::{PolicyVersion, Purpose, TaskSpec};
@@ -21,6 +27,14 @@ use crate::remote::{group, members};
 use crate::roles::{one, pick};
 use crate::schedule::{EVAL_ID_BIT, mix};
 use crate::weights::WeightStore;
+
+/// Longest wait for an env host's reply to one call (a code-fixing step runs commands
+/// in a sandbox, bounded by the sandbox's own time limit well below this).
+const ENV_CALL_MS: u64 = 300_000;
+/// Longest wait for the coordinator's reply to a request for work.
+const COORDINATOR_CALL_MS: u64 = 10_000;
+/// Pause before asking again after a unit failed or the coordinator was unreachable.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The sampler actor.
 #[derive(Debug)]
@@ -129,7 +143,7 @@ impl SamplerState {
         }
         let firsts = join_all(jobs.iter().map(|job| {
             let (host, id, task) = (pick(&env_hosts, job.id).clone(), job.id, job.task.clone());
-            async move { call!(host, EnvHostMsg::Reset, id, Box::new(task)) }
+            async move { call_t!(host, EnvHostMsg::Reset, ENV_CALL_MS, id, Box::new(task)) }
         }))
         .await;
         let mut episodes = Vec::with_capacity(jobs.len());
@@ -175,7 +189,7 @@ impl SamplerState {
             let replies = join_all(live.iter().zip(actions).map(|(&i, action)| {
                 let id = episodes[i].0.id();
                 let host = pick(&env_hosts, id).clone();
-                async move { call!(host, EnvHostMsg::Step, id, action) }
+                async move { call_t!(host, EnvHostMsg::Step, ENV_CALL_MS, id, action) }
             }))
             .await;
             let mut cut_off = Vec::new();
@@ -226,7 +240,7 @@ impl SamplerState {
         let replies = join_all(which.iter().map(|&i| {
             let id = episodes[i].0.id();
             let host = pick(env_hosts, id).clone();
-            async move { call!(host, EnvHostMsg::Finish, id) }
+            async move { call_t!(host, EnvHostMsg::Finish, ENV_CALL_MS, id) }
         }))
         .await;
         for (&i, reply) in which.iter().zip(replies) {
@@ -253,6 +267,10 @@ impl Actor for Sampler {
         args: SamplerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         crate::remote::join(group::SAMPLER, myself.get_cell());
+        // Whatever an earlier incarnation of this sampler held is handed out again.
+        if let Ok(coordinator) = one::<CoordinatorMsg>(group::COORDINATOR) {
+            let _ = coordinator.cast(CoordinatorMsg::SamplerUp(args.index));
+        }
         myself.cast(SamplerMsg::Pull)?;
         Ok(SamplerState {
             args,
@@ -263,17 +281,90 @@ impl Actor for Sampler {
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,
-        _msg: Self::Msg,
+        msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if let SamplerMsg::Retire = msg {
+            tracing::info!(sampler = state.args.index, "retiring");
+            myself.stop(Some("retired".into()));
+            return Ok(());
+        }
         let Ok(coordinator) = one::<CoordinatorMsg>(group::COORDINATOR) else {
             myself.send_after(Duration::from_millis(50), || SamplerMsg::Pull);
             return Ok(());
         };
-        let work = call!(coordinator, CoordinatorMsg::RequestWork, state.args.index)?;
+        let index = state.args.index;
+        let work = match call_t!(
+            coordinator,
+            CoordinatorMsg::RequestWork,
+            COORDINATOR_CALL_MS,
+            index
+        ) {
+            Ok(work) => work,
+            Err(e) => {
+                tracing::warn!(sampler = index, error = %e, "no answer from the coordinator");
+                myself.send_after(RETRY_AFTER, || SamplerMsg::Pull);
+                return Ok(());
+            }
+        };
+        let unit = match &work {
+            Work::Train(u) => u.unit,
+            Work::Eval(u) => u.unit,
+            Work::Wait => {
+                myself.send_after(Duration::from_millis(3), || SamplerMsg::Pull);
+                return Ok(());
+            }
+            Work::Stop => return Ok(()),
+        };
+        match state.work(work).await {
+            Ok(report) => {
+                coordinator.cast(report)?;
+                myself.cast(SamplerMsg::Pull)?;
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(sampler = index, unit, error = %reason, "unit failed; handed back");
+                let _ = coordinator.cast(CoordinatorMsg::WorkFailed {
+                    sampler: index,
+                    unit,
+                    reason,
+                });
+                myself.send_after(RETRY_AFTER, || SamplerMsg::Pull);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SamplerState {
+    /// [`SamplerState::run`]; when it fails, the episodes it started are ended on their
+    /// env hosts (best effort, before the failure is reported, so a retry starts clean).
+    async fn run_or_abandon(
+        &mut self,
+        jobs: Vec<Job>,
+        sampling_seed: Option<u64>,
+    ) -> Result<u64, ActorProcessingErr> {
+        let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
+        let out = self.run(jobs, sampling_seed).await;
+        if out.is_err() {
+            let hosts = members::<EnvHostMsg>(group::ENV_HOST);
+            if !hosts.is_empty() {
+                join_all(ids.into_iter().map(|id| {
+                    let host = pick(&hosts, id).clone();
+                    async move { call_t!(host, EnvHostMsg::Finish, 5_000, id) }
+                }))
+                .await;
+            }
+        }
+        out
+    }
+
+    /// Does one unit of work; returns the report that says it is done.
+    async fn work(&mut self, work: Work) -> Result<CoordinatorMsg, ActorProcessingErr> {
+        let index = self.args.index;
         match work {
             Work::Train(unit) => {
-                state.load(unit.publication).await?;
+                self.load(unit.publication).await?;
                 let jobs: Vec<Job> = unit
                     .groups
                     .iter()
@@ -289,17 +380,17 @@ impl Actor for Sampler {
                     })
                     .collect();
                 let trajectories = jobs.len() as u64;
-                let tokens = state.run(jobs, Some(unit.sampling_seed)).await?;
-                coordinator.cast(CoordinatorMsg::Sampled {
-                    sampler: state.args.index,
+                let tokens = self.run_or_abandon(jobs, Some(unit.sampling_seed)).await?;
+                Ok(CoordinatorMsg::Sampled {
+                    sampler: index,
+                    unit: unit.unit,
                     publication: unit.publication,
                     tokens,
                     trajectories,
-                })?;
-                myself.cast(SamplerMsg::Pull)?;
+                })
             }
             Work::Eval(unit) => {
-                state.load(unit.publication).await?;
+                self.load(unit.publication).await?;
                 let jobs = unit
                     .tasks
                     .into_iter()
@@ -309,15 +400,14 @@ impl Actor for Sampler {
                         purpose: Purpose::Eval { round: unit.round },
                     })
                     .collect();
-                state.run(jobs, None).await?;
-                myself.cast(SamplerMsg::Pull)?;
+                self.run_or_abandon(jobs, None).await?;
+                Ok(CoordinatorMsg::EvalDone {
+                    sampler: index,
+                    unit: unit.unit,
+                })
             }
-            Work::Wait => {
-                myself.send_after(Duration::from_millis(3), || SamplerMsg::Pull);
-            }
-            Work::Stop => {}
+            Work::Wait | Work::Stop => Err("nothing to do".into()),
         }
-        Ok(())
     }
 }
 

@@ -347,3 +347,23 @@ fn counts_invariant_and_histogram() {
     );
     assert!(c.is_consistent());
 }
+
+#[test]
+fn missing_groups_are_those_neither_complete_nor_served() {
+    let mut b = buf(2, 3);
+    assert_eq!(b.missing_groups(0), vec![0, 1, 2]);
+    fill(&mut b, 0, 0, 0, 0, &[0.0, 1.0]);
+    fill(&mut b, 10, 0, 2, 0, &[1.0]);
+    // Group 2 holds one of its two members: still missing.
+    assert_eq!(b.missing_groups(0), vec![1, 2]);
+    fill(&mut b, 20, 0, 1, 0, &[0.0, 1.0]);
+    fill(&mut b, 30, 0, 2, 0, &[0.0]);
+    assert_eq!(b.missing_groups(0), Vec::<u32>::new());
+    assert!(b.take_batch(0, v(0)).is_some());
+    assert_eq!(
+        b.missing_groups(0),
+        Vec::<u32>::new(),
+        "a served batch misses nothing"
+    );
+    assert_eq!(b.missing_groups(1), vec![0, 1, 2]);
+}
