@@ -429,7 +429,8 @@ async fn start_dashboard(
         .iter()
         .find(|n| n.roles.coordinator)
         .map_or_else(|| "local".to_string(), |n| n.name.clone());
-    let dashboard = Dashboard::new(here, nodes.into_iter().map(|n| n.name).collect());
+    let dashboard = Dashboard::new(here, nodes.into_iter().map(|n| n.name).collect())
+        .for_run(&head.state, cfg.tokenizer.clone());
     let served =
         crate::dashboard::server::serve(dashboard.clone(), &cfg.dashboard.addr, &head.run_dir)
             .await?;

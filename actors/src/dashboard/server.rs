@@ -1,5 +1,5 @@
 //! The dashboard's HTTP server (axum): the page, the JSON API, server-sent events and
-//! Prometheus `/metrics`. Every route but the page needs the run's bearer token
+//! Prometheus `/metrics`. Every route but the page and its scripts needs the run's bearer token
 //! (`Authorization: Bearer T`, or `?token=T` for the browser's `EventSource`).
 
 use std::convert::Infallible;
@@ -19,6 +19,7 @@ use crate::ActorError;
 
 const PAGE: &str = include_str!("page.html");
 const PAGE_JS: &str = include_str!("page.js");
+const VIEWER_JS: &str = include_str!("viewer.js");
 const UPLOT_JS: &str = include_str!("vendor/uPlot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("vendor/uPlot.min.css");
 
@@ -71,6 +72,7 @@ pub async fn serve(dashboard: Dashboard, addr: &str, run_dir: &Path) -> Result<S
     let router = Router::new()
         .route("/", get(page))
         .route("/page.js", get(|| async { js(PAGE_JS) }))
+        .route("/viewer.js", get(|| async { js(VIEWER_JS) }))
         .route("/uPlot.min.js", get(|| async { js(UPLOT_JS) }))
         .route(
             "/uPlot.min.css",
@@ -78,6 +80,7 @@ pub async fn serve(dashboard: Dashboard, addr: &str, run_dir: &Path) -> Result<S
         )
         .route("/api/status", get(status))
         .route("/api/steps", get(steps))
+        .route("/api/trajectories", get(trajectories))
         .route("/api/events", get(events))
         .route("/metrics", get(metrics))
         .with_state(app);
@@ -153,6 +156,15 @@ async fn steps(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Response
         return unauthorized();
     }
     axum::Json(app.dashboard.steps()).into_response()
+}
+
+/// The trajectory viewer's recent trajectories, newest first (see
+/// [`super::trajectories::render`] for their shape).
+async fn trajectories(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Response {
+    if !authorized(&app, &headers, &uri) {
+        return unauthorized();
+    }
+    axum::Json(app.dashboard.trajectories()).into_response()
 }
 
 async fn metrics(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Response {
