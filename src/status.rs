@@ -202,6 +202,25 @@ fn print_table(s: &Value) {
             );
         }
     }
+    let events = recent_events(s, 5);
+    if !events.is_empty() {
+        println!();
+        println!("recent events:");
+        for e in events {
+            println!("  {e}");
+        }
+    }
+}
+
+/// The newest cluster events, at most `n`, oldest first.
+fn recent_events(s: &Value, n: usize) -> Vec<String> {
+    let all: Vec<String> = s["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["event"].as_str().map(str::to_string))
+        .collect();
+    all[all.len().saturating_sub(n)..].to_vec()
 }
 
 #[cfg(test)]

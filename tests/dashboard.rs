@@ -1,6 +1,6 @@
-//! The head node's dashboard against a real `troupe run`: `/api/status`, `/metrics`,
-//! server-sent events, the bearer token, `troupe status`, and the page in Debian's
-//! headless `chromium` (installed by `.ci/run`).
+//! The head node's dashboard against a real `troupe run`: `/api/status`, `/api/steps`,
+//! `/api/trajectories`, `/metrics`, server-sent events, the bearer token, `troupe
+//! status`, and the page in Debian's headless `chromium` (installed by `.ci/run`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -177,7 +177,13 @@ fn dashboard_serves_live_status_metrics_and_events() {
     );
 
     // No token or a wrong one: 401 on the API, the events and /metrics; the page is open.
-    for path in ["/api/status", "/api/steps", "/api/events", "/metrics"] {
+    for path in [
+        "/api/status",
+        "/api/steps",
+        "/api/trajectories",
+        "/api/events",
+        "/metrics",
+    ] {
         assert_eq!(get(&url, path, None).0, 401, "{path} without a token");
         assert_eq!(
             get(&url, path, Some("0123")).0,
@@ -268,8 +274,14 @@ fn dashboard_serves_live_status_metrics_and_events() {
     assert_eq!(status["phase"], "RL (async GRPO)");
     assert!(status["sampled_tokens"].as_u64().unwrap() > 0);
     assert!(status["last_step"]["loss"].is_number(), "{status}");
-    // Held-out pass@1 before training and after SFT.
-    assert!(status["heldout"].as_array().unwrap().len() >= 2, "{status}");
+    // Held-out pass@1 before training and after SFT, each with its wall-clock time.
+    let heldout = status["heldout"].as_array().unwrap();
+    assert!(heldout.len() >= 2, "{status}");
+    for p in heldout {
+        assert!(p["step"].is_u64() && p["pass_at_1"].is_number(), "{p}");
+        assert!(p["wall_seconds"].as_f64().is_some_and(|w| w > 0.0), "{p}");
+    }
+    assert!(status["trajectory_seq"].as_u64().unwrap() > 0, "{status}");
 
     let (kinds, step) = events.join().unwrap();
     assert_eq!(kinds[0], "status", "{kinds:?}");
@@ -284,6 +296,82 @@ fn dashboard_serves_live_status_metrics_and_events() {
     assert_eq!(code, 200);
     let steps: Vec<Value> = serde_json::from_str(&steps).unwrap();
     assert!(!steps.is_empty() && steps[0]["step"] == 1, "{steps:?}");
+    // Each step line: the buffer's fill against its capacity, the weight publication time,
+    // the staleness histogram and each sampler's version lag.
+    for s in &steps {
+        let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k}: {s}"));
+        assert!(n("buffer_capacity") > 0, "{s}");
+        assert!(n("buffer_pending") <= n("buffer_capacity"), "{s}");
+        assert!(n("buffer_groups") <= n("buffer_capacity_groups"), "{s}");
+        assert!(
+            n("buffer_pending") >= n("trained"),
+            "the batch taken was held: {s}"
+        );
+        assert!(
+            s["publish_seconds"].as_f64().is_some_and(|t| t >= 0.0),
+            "{s}"
+        );
+        assert!(s["staleness_histogram"].is_array(), "{s}");
+        assert!(s["sampler_version_lag"].is_object(), "{s}");
+    }
+    assert!(
+        steps.iter().any(|s| s["buffer_pending"].as_u64() > Some(0)),
+        "{steps:?}"
+    );
+
+    // Recent trajectories for the viewer: evaluation episodes and each step's best.
+    let trajectories = wait_for(
+        "a training trajectory in /api/trajectories",
+        Duration::from_secs(120),
+        || {
+            let (code, body) = get(&url, "/api/trajectories", Some(&token));
+            assert_eq!(code, 200, "{body}");
+            let list: Vec<Value> = serde_json::from_str(&body).unwrap();
+            list.iter().any(|t| t["purpose"] == "train").then_some(list)
+        },
+    );
+    assert!(trajectories.len() <= 32, "{}", trajectories.len());
+    assert!(trajectories.iter().any(|t| t["purpose"] == "eval"));
+    let mut policy_tokens = 0;
+    for t in &trajectories {
+        let id = t["id"].as_u64().unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(t["id_str"], id.to_string(), "{t}");
+        assert!(t["seq"].is_u64(), "{t}");
+        assert!(t["task"]["prompt"].is_string(), "{t}");
+        assert!(t["reward"]["total"].is_number(), "{t}");
+        assert!(t["reward"]["breakdown"].is_array(), "{t}");
+        if t["purpose"] == "train" {
+            assert!(t["rl_step"].as_u64().is_some_and(|s| s >= 1), "{t}");
+        } else {
+            assert!(t["round"].is_u64(), "{t}");
+        }
+        let turns = t["turns"].as_array().unwrap();
+        assert!(!turns.is_empty(), "{t}");
+        for turn in turns {
+            assert!(
+                ["user", "tool", "policy"].contains(&turn["role"].as_str().unwrap()),
+                "{turn}"
+            );
+            assert!(turn["text"].is_string(), "{turn}");
+            for k in turn["tokens"].as_array().unwrap() {
+                assert!(k["id"].is_u64() && k["logprob"].is_number(), "{k}");
+                let v = k["version"].as_u64().unwrap_or_else(|| panic!("{k}"));
+                let [lo, hi] = [0, 1].map(|i| t["versions"][i].as_u64().unwrap());
+                assert!(lo <= v && v <= hi, "{k} outside {}", t["versions"]);
+                assert!(k["text"].is_string() || k["text"].is_null(), "{k}");
+                policy_tokens += 1;
+            }
+        }
+        assert_eq!(
+            turns
+                .iter()
+                .map(|t| t["tokens"].as_array().unwrap().len())
+                .sum::<usize>() as u64,
+            t["policy_tokens"].as_u64().unwrap(),
+            "{t}"
+        );
+    }
+    assert!(policy_tokens > 0, "no policy token in {trajectories:?}");
 
     let (code, metrics) = get(&url, "/metrics", Some(&token));
     assert_eq!(code, 200);
@@ -305,6 +393,11 @@ fn dashboard_serves_live_status_metrics_and_events() {
         value("troupe_actor_up{node=\"local\",role=\"sampler\",actor=\"sampler-1\"}"),
         1.0
     );
+    assert!(
+        value("troupe_buffer_capacity_trajectories") > 0.0,
+        "{metrics}"
+    );
+    assert!(value("troupe_weight_publish_seconds") >= 0.0, "{metrics}");
 
     // `troupe status`: JSON and the table, from the run directory.
     let out = troupe()
@@ -345,7 +438,8 @@ fn dashboard_serves_live_status_metrics_and_events() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
 
-/// The page in headless chromium: the actor table and the charts carry live data.
+/// The page in headless chromium: the actor table, the charts and the trajectory viewer
+/// carry live data.
 #[test]
 fn dashboard_page_shows_actors_and_charts_in_chromium() {
     let chromium = "chromium";
@@ -395,21 +489,66 @@ fn dashboard_page_shows_actors_and_charts_in_chromium() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no policy version on the page: {dom}"));
     assert!(version > 0, "{dom}");
-    // Seven uPlot charts, each with a canvas; the per-step ones hold at least one point.
-    assert_eq!(dom.matches("<canvas").count(), 7, "{dom}");
-    for chart in ["reward", "loss", "steptime", "throughput"] {
-        let points: usize = dom
+    // Ten uPlot charts, each with a canvas and at least one point.
+    let charts = [
+        "reward",
+        "reward-wall",
+        "throughput",
+        "staleness",
+        "buffer",
+        "drops",
+        "loss",
+        "steptime",
+        "weightsync",
+        "lag",
+    ];
+    assert_eq!(dom.matches("<canvas").count(), charts.len(), "{dom}");
+    // A chart's points per series, from its data-series-points attribute.
+    let series_points = |chart: &str| -> Vec<usize> {
+        let tag = dom
             .split(&format!("id=\"chart-{chart}\""))
             .nth(1)
-            .and_then(|r| r.split("data-points=\"").nth(1))
+            .and_then(|r| r.split('>').next())
+            .unwrap_or_else(|| panic!("no chart {chart}: {dom}"));
+        tag.split("data-series-points=\"")
+            .nth(1)
             .and_then(|r| r.split('"').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("chart {chart} has no data-points: {dom}"));
-        assert!(points >= 1, "chart {chart} is empty");
+            .unwrap_or_else(|| panic!("chart {chart} has no data-series-points: {tag}"))
+            .split(',')
+            .map(|n| n.parse().unwrap_or_else(|_| panic!("{chart}: {tag}")))
+            .collect()
+    };
+    for chart in charts {
+        let points = series_points(chart);
+        assert!(points.iter().sum::<usize>() >= 1, "chart {chart} is empty");
     }
+    // Held-out pass@1 against the step and against the wall clock; buffer fill and
+    // capacity; one lag series per sampler.
+    for chart in ["reward", "reward-wall", "buffer"] {
+        let points = series_points(chart);
+        assert!(points.len() == 2 && points[1] >= 1, "{chart}: {points:?}");
+    }
+    assert_eq!(series_points("lag").len(), 2, "one series per sampler");
+    assert!(
+        dom.contains(">sampler 0<") && dom.contains(">sampler 1<"),
+        "{dom}"
+    );
+    assert!(series_points("staleness")[0] >= 1, "no staleness bar");
+
+    // The trajectory viewer lists trajectories and shows the newest one's turns with its
+    // policy tokens tagged by version.
+    assert!(dom.matches("<tr class=\"traj").count() >= 1, "{dom}");
+    assert!(dom.contains("<h3>trajectory "), "{dom}");
+    assert!(dom.contains("class=\"turn user\""), "{dom}");
+    let tagged = dom
+        .matches("class=\"traj-token")
+        .count()
+        .min(dom.matches("data-version=\"").count());
+    assert!(tagged >= 1, "no policy token with a version: {dom}");
+
     let shot = dir.join("dashboard.png");
     browser(&[
-        "--window-size=1400,1400",
+        "--window-size=1400,2300",
         &format!("--screenshot={}", shot.display()),
     ]);
     let png = std::fs::read(&shot).unwrap();
@@ -419,4 +558,44 @@ fn dashboard_page_shows_actors_and_charts_in_chromium() {
         shot.display()
     );
     println!("dashboard screenshot: {}", shot.display());
+
+    // The scale control, clicked like a user would in a live browser: the node runs one
+    // more sampler, and the page shows it without a reload.
+    let running_samplers = || -> usize {
+        let (code, body) = get(&url, "/api/status", Some(&token));
+        assert_eq!(code, 200, "{body}");
+        let st: Value = serde_json::from_str(&body).unwrap();
+        st["nodes"][0]["actors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["role"] == "sampler" && a["state"] == "running")
+            .count()
+    };
+    assert_eq!(running_samplers(), 2);
+    let mut live = common::cdp::Browser::open(&page, &dir.join("chromium-live"));
+    let count = "document.querySelector('.sampler-count[data-node=\"local\"]')";
+    live.wait_for(
+        &format!("{count} !== null && {count}.textContent === '2'"),
+        Duration::from_secs(30),
+    );
+    live.click("button.scale-up[data-node=\"local\"]");
+    wait_for("a third sampler", Duration::from_secs(30), || {
+        (running_samplers() == 3).then_some(())
+    });
+    live.wait_for(
+        &format!("{count}.textContent === '3'"),
+        Duration::from_secs(30),
+    );
+    let note = live.eval("document.getElementById('scale-msg').textContent");
+    assert_eq!(note, "local: 3 samplers");
+    live.wait_for(
+        "[...document.querySelectorAll('#events li')].some(li => li.textContent.includes('scaled samplers (local: 3)'))",
+        Duration::from_secs(30),
+    );
+    // And back down: the added sampler finishes its unit and leaves.
+    live.click("button.scale-down[data-node=\"local\"]");
+    wait_for("back to two samplers", Duration::from_secs(60), || {
+        (running_samplers() == 2).then_some(())
+    });
 }

@@ -22,11 +22,18 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const PER_BATCH: u64 = 128;
 
 /// The three-node example with the head also running a sampler, an env host and a
-/// judge (so the run goes on while either worker node is down), a short SFT, `rl_steps`
-/// RL steps, and lost work presumed after 3 s.
+/// judge (so the run goes on while either worker node is down), an optional fourth node
+/// `gen2` with one sampler (not waited for: it may join at any time), a short SFT,
+/// `rl_steps` RL steps, and lost work presumed after 3 s.
 fn config(dir: &Path, rl_steps: u32, checkpoint_every: u32) -> PathBuf {
     let steps = format!("steps = {rl_steps}");
     let ckpt = format!("checkpoint_every = {checkpoint_every}");
+    let env_roles = "learner = false, samplers = 0, env_hosts = 1, judges = 1 }";
+    let gen2 = format!(
+        "{env_roles}\n\n[[nodes]]\nname = \"gen2\"\naddr = \"127.0.0.1:{}\"\noptional = true\n\
+         roles = {{ coordinator = false, buffer = false, learner = false, samplers = 1, env_hosts = 0, judges = 0 }}",
+        common::cluster::free_udp_port()
+    );
     three_node_config(
         dir,
         "faults",
@@ -42,6 +49,7 @@ fn config(dir: &Path, rl_steps: u32, checkpoint_every: u32) -> PathBuf {
             ("groups_per_batch = 32", "groups_per_batch = 16"),
             ("eval_every = 50", "eval_every = 0\nlost_work_seconds = 3"),
             ("checkpoint_every = 100", &ckpt),
+            (env_roles, &gen2),
         ],
     )
 }
@@ -239,9 +247,24 @@ fn scale_kill_an_actor_lose_and_regain_the_env_and_sampler_nodes() {
             working.contains("1") || working.contains("2")
         },
     );
+
+    // A node the run did not wait for joins now and is put to work.
+    let mut gen2 = start(&config, "gen2", &log("gen2"), &[]);
+    wait_until(Duration::from_secs(60), "gen2 to join", || {
+        running(&status(&run), "gen2", "sampler") == ["sampler-3"]
+    });
+    let at = steps_done(&run) as u64;
+    wait_until(Duration::from_secs(120), "gen2's sampler to work", || {
+        samplers_at_work(&run, at).contains("3")
+    });
+
     let s = status(&run);
     let seen = events(&s);
-    for e in ["node env connected", "node gen connected"] {
+    for e in [
+        "node env connected",
+        "node gen connected",
+        "node gen2 connected",
+    ] {
         assert!(seen.iter().any(|x| x == e), "no event {e:?}: {seen:?}");
     }
 
@@ -252,7 +275,7 @@ fn scale_kill_an_actor_lose_and_regain_the_env_and_sampler_nodes() {
         std::fs::read_to_string(log("head")).unwrap()
     );
     let mut env = env;
-    for (name, n) in [("gen", &mut gen_), ("env", &mut env)] {
+    for (name, n) in [("gen", &mut gen_), ("env", &mut env), ("gen2", &mut gen2)] {
         let st = n.wait_exit(Duration::from_secs(30), name);
         assert!(st.success(), "{name} exited with {st}");
     }

@@ -536,6 +536,9 @@ mod tests {
             logprob_gap: 0.01,
             tis_truncated: 0.0,
             reward_parts: vec![("solved".into(), 3.0), ("timeout".into(), 1.0)],
+            buffer: Default::default(),
+            publish_seconds: 0.01,
+            best_trajectory: None,
         });
         round_trip(troupe_learner::SftExample {
             tokens: vec![257, 258, 49],

@@ -442,7 +442,8 @@ async fn start_dashboard(
         .iter()
         .find(|n| n.roles.coordinator)
         .map_or_else(|| "local".to_string(), |n| n.name.clone());
-    let dashboard = Dashboard::new(here, nodes.iter().map(|n| n.name.clone()).collect());
+    let dashboard = Dashboard::new(here, nodes.iter().map(|n| n.name.clone()).collect())
+        .for_run(&head.state, cfg.tokenizer.clone());
     dashboard.set_sampler_nodes(
         nodes
             .iter()

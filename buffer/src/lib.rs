@@ -9,8 +9,9 @@
 //!   [`BufferError::Full`]); [`ReplayBuffer::take_batch`] serves one whole RL batch
 //!   (pipelined mode); [`ReplayBuffer::take_ready`] serves whichever groups are
 //!   complete, oldest first (free-running mode).
-//! - [`Group`], [`Batch`], [`InsertOutcome`], [`Counts`] — what it hands back; [`Take`]
-//!   — the record of a take (groups consumed, each served or dropped with a reason).
+//! - [`Group`], [`Batch`], [`InsertOutcome`], [`Counts`], [`BufferFill`] — what it hands
+//!   back; [`Take`] — the record of a take (groups consumed, each served or dropped
+//!   with a reason).
 //! - [`DurableBuffer`] — the buffer with its log: every change logged in order, synced
 //!   before it is acknowledged.
 //! - [`log`] — the durable replay log: checksummed records appended before a change is
@@ -53,6 +54,7 @@ mod types;
 pub use durable::{DurableBuffer, Inserted};
 pub use log::{LogConfig, Recovery, RecoveryReport, ReplayLog, SyncPolicy};
 pub use replay::{ReplayBuffer, RestoredState};
+pub use troupe_core::protocol::BufferFill;
 pub use types::{
     Batch, BufferConfig, Closes, Counts, DropReason, Fate, Group, GroupKey, InsertOutcome, Take,
     TakenGroup, ZERO_SIGNAL_EPSILON,

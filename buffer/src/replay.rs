@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use troupe_core::protocol::BufferFill;
 use troupe_core::{PolicyVersion, Purpose, ScoredTrajectory};
 
 use crate::BufferError;
@@ -250,6 +251,7 @@ impl ReplayBuffer {
         current: PolicyVersion,
         closes: Closes,
     ) -> (Batch, Take) {
+        let fill = self.fill();
         let mut out = Batch {
             batch,
             groups: Vec::with_capacity(keys.len()),
@@ -263,6 +265,7 @@ impl ReplayBuffer {
             taken: 0,
             reward_parts: Vec::new(),
             unscored: 0,
+            fill,
         };
         let mut record = Take {
             batch,
@@ -382,6 +385,16 @@ impl ReplayBuffer {
                 !self.complete.contains(&key) && !self.closed_groups.contains(&key)
             })
             .collect()
+    }
+
+    /// How full the buffer is now: trajectories and groups held against its capacity.
+    pub fn fill(&self) -> BufferFill {
+        BufferFill {
+            pending: self.counts.pending,
+            groups: self.groups.len() as u64,
+            capacity_groups: self.cfg.capacity_groups as u64,
+            capacity: self.cfg.capacity_groups as u64 * u64::from(self.cfg.group_size),
+        }
     }
 
     /// Groups held now, incomplete or complete.

@@ -2,6 +2,7 @@
 
 use bincode::{Decode, Encode};
 use troupe_core::ScoredTrajectory;
+use troupe_core::protocol::BufferFill;
 
 /// Rewards within this distance of each other count as equal: a group whose rewards
 /// are all equal has zero advantage everywhere and teaches the learner nothing.
@@ -130,9 +131,26 @@ pub struct Batch {
     /// Trajectories taken without a reward (judge errors); `reward_sum` averages
     /// over `taken - unscored`.
     pub unscored: u64,
+    /// What the buffer held when the take began (the groups taken included).
+    pub fill: BufferFill,
 }
 
 impl Batch {
+    /// The kept member with the highest reward (the first of equals, in group order),
+    /// or `None` when no group was kept.
+    pub fn best_trajectory(&self) -> Option<&ScoredTrajectory> {
+        self.groups
+            .iter()
+            .flat_map(|g| &g.members)
+            .reduce(|best, m| {
+                if m.reward.total > best.reward.total {
+                    m
+                } else {
+                    best
+                }
+            })
+    }
+
     /// Adds `reward`'s components to [`Batch::reward_parts`].
     pub fn add_reward_parts(&mut self, reward: &troupe_core::Reward) {
         for (name, value) in &reward.breakdown {

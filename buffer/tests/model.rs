@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use troupe_buffer::{Batch, BufferConfig, BufferError, Counts, Group, InsertOutcome, ReplayBuffer};
+use troupe_buffer::{
+    Batch, BufferConfig, BufferError, BufferFill, Counts, Group, InsertOutcome, ReplayBuffer,
+};
 use troupe_core::{PolicyVersion, Purpose, Reward, ScoredTrajectory, TaskSpec, Trajectory};
 
 #[derive(Debug, Clone)]
@@ -151,6 +153,13 @@ impl Model {
     }
 
     fn serve(&mut self, batch: u64, keys: &[(u64, u32)], current: u64) -> Batch {
+        let counts = self.counts();
+        let fill = BufferFill {
+            pending: counts.pending,
+            groups: counts.held_groups,
+            capacity_groups: self.cfg.capacity_groups as u64,
+            capacity: self.cfg.capacity_groups as u64 * u64::from(self.cfg.group_size),
+        };
         let mut out = Batch {
             batch,
             groups: vec![],
@@ -164,6 +173,7 @@ impl Model {
             taken: 0,
             reward_parts: Vec::new(),
             unscored: 0,
+            fill,
         };
         for &key in keys {
             let members = self.held(key);

@@ -487,10 +487,16 @@ fn check_rewind(
     prop_assert_eq!(report.compacted, report.takes_undone > 0);
     let undone: u64 = served[checkpoint as usize..].iter().map(|s| s.taken).sum();
     prop_assert_eq!(b.buffer().counts().pending, held_before + undone);
+    // The same batches; the buffer's fill at the take differs (the inserts after the
+    // checkpoint are held too).
+    let content = |b: &Batch| Batch {
+        fill: Default::default(),
+        ..b.clone()
+    };
     for (step, want) in served.iter().enumerate().skip(checkpoint as usize) {
         let step = step as u64;
         let again = b.take_batch(step, PolicyVersion(step), now).unwrap();
-        prop_assert_eq!(again.as_ref(), Some(want));
+        prop_assert_eq!(again.as_ref().map(content), Some(content(want)));
     }
     // Rewinding again to the same checkpoint after the resumed session's own takes:
     // the snapshot written at the rewind holds the state as of the checkpoint.

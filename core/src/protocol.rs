@@ -2,7 +2,7 @@
 
 use bincode::{Decode, Encode};
 
-use crate::TaskSpec;
+use crate::{ScoredTrajectory, TaskSpec};
 
 /// A slice of RL batch `batch`: tasks to run `group_size` episodes each.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
@@ -93,4 +93,26 @@ pub struct StepReport {
     /// Sum of each named reward component over the batch's trajectories (all groups,
     /// filtered ones included): with 0/1 components, how often each case occurred.
     pub reward_parts: Vec<(String, f64)>,
+    /// How full the replay buffer was when the learner took the batch.
+    pub buffer: BufferFill,
+    /// Seconds spent publishing the new weights into the weight store (snapshot and
+    /// hand-over; streaming them to other nodes happens after, elsewhere).
+    pub publish_seconds: f64,
+    /// The highest-reward trajectory trained on in this step (the first of equals;
+    /// `None` when every group was dropped), for the dashboard's trajectory viewer.
+    pub best_trajectory: Option<ScoredTrajectory>,
+}
+
+/// How full the replay buffer was when the learner came for a batch: what it held
+/// then, the batch taken included, against what it can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode)]
+pub struct BufferFill {
+    /// Trajectories held (in complete and incomplete groups).
+    pub pending: u64,
+    /// Groups held (complete and incomplete).
+    pub groups: u64,
+    /// Groups the buffer holds at most; a trajectory opening one more is refused.
+    pub capacity_groups: u64,
+    /// Trajectories the buffer holds at most: `capacity_groups × group_size`.
+    pub capacity: u64,
 }

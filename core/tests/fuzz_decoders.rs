@@ -6,7 +6,7 @@ use bincode::Decode;
 use bincode::error::DecodeError;
 use proptest::collection::vec;
 use proptest::prelude::*;
-use troupe_core::protocol::{EvalUnit, StepReport, TrainUnit, Work};
+use troupe_core::protocol::{BufferFill, EvalUnit, StepReport, TrainUnit, Work};
 use troupe_core::wire::{DEFAULT_FRAME_LIMIT, PROTOCOL_VERSION, decode_frame, encode_frame};
 use troupe_core::{
     Author, CoreError, PolicyVersion, Purpose, Reward, ScoredTrajectory, TaskSpec, Trajectory,
@@ -127,6 +127,10 @@ fn step_report() -> impl Strategy<Value = StepReport> {
             any::<f32>(),
             any::<f32>(),
         ),
+        (
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
+            proptest::option::of(scored()),
+        ),
     )
         .prop_map(
             |(
@@ -134,6 +138,7 @@ fn step_report() -> impl Strategy<Value = StepReport> {
                 (trained, trained_tokens, dropped_stale, filtered_zero_signal),
                 staleness_histogram,
                 (wait_seconds, train_seconds, grad_norm, clip_fraction, approx_kl),
+                ((pending, groups, capacity_groups, capacity), best_trajectory),
             )| StepReport {
                 rl_step,
                 version,
@@ -154,6 +159,14 @@ fn step_report() -> impl Strategy<Value = StepReport> {
                 logprob_gap: loss.abs(),
                 tis_truncated: 0.0,
                 reward_parts: vec![("solved".into(), f64::from(mean_reward))],
+                buffer: BufferFill {
+                    pending,
+                    groups,
+                    capacity_groups,
+                    capacity,
+                },
+                publish_seconds: wait_seconds,
+                best_trajectory,
             },
         )
 }
@@ -302,6 +315,9 @@ fn sample_step() -> StepReport {
         logprob_gap: 0.02,
         tis_truncated: 0.0,
         reward_parts: vec![("no_tests".into(), 1.0)],
+        buffer: BufferFill::default(),
+        publish_seconds: 0.01,
+        best_trajectory: None,
     }
 }
 
@@ -517,12 +533,14 @@ fn huge_element_counts_are_rejected_before_allocation() {
             (
                 "Work::Train.groups",
                 Kind::Work,
-                [u32b(0), u64b(1), c.clone()].concat(),
+                // variant, unit, batch, then the groups' count.
+                [u32b(0), u64b(1), u64b(1), c.clone()].concat(),
             ),
             (
                 "Work::Eval.tasks",
                 Kind::Work,
-                [u32b(1), u32b(0), c.clone()].concat(),
+                // variant, unit, round, then the tasks' count.
+                [u32b(1), u64b(1), u32b(0), c.clone()].concat(),
             ),
             (
                 "StepReport.staleness_histogram",

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use arbitrary::Arbitrary;
 use bincode::{Decode, Encode};
-use troupe_core::protocol::{EvalUnit, StepReport, TrainUnit, Work};
+use troupe_core::protocol::{BufferFill, EvalUnit, StepReport, TrainUnit, Work};
 use troupe_core::wire::{PROTOCOL_VERSION, decode_frame, encode_frame};
 use troupe_core::{Author, Purpose, Reward, ScoredTrajectory, TaskSpec, Trajectory, Turn};
 
@@ -247,6 +247,9 @@ pub struct AStep {
     wait_seconds: f64,
     train_seconds: f64,
     reward_parts: Vec<(String, f64)>,
+    buffer: [u64; 4],
+    publish_seconds: f64,
+    best_trajectory: Option<AScored>,
 }
 
 impl From<AStep> for StepReport {
@@ -271,6 +274,14 @@ impl From<AStep> for StepReport {
             logprob_gap: a.f[5],
             tis_truncated: a.f[6],
             reward_parts: a.reward_parts,
+            buffer: BufferFill {
+                pending: a.buffer[0],
+                groups: a.buffer[1],
+                capacity_groups: a.buffer[2],
+                capacity: a.buffer[3],
+            },
+            publish_seconds: a.publish_seconds,
+            best_trajectory: a.best_trajectory.map(Into::into),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod cdp;
 pub mod cluster;
 
 /// The `troupe` binary under test.

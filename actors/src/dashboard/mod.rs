@@ -1,24 +1,33 @@
 //! The dashboard served by the head node: a live status of the cluster (nodes, actors,
-//! policy version, trajectory accounting, per-step metrics), over HTTP.
+//! policy version, trajectory accounting, per-step metrics, recent trajectories), over
+//! HTTP.
 //!
 //! - [`status`] — the pure model and its renderings (`/api/status` JSON, Prometheus).
-//! - [`server`] — the axum server: `/`, `/api/status`, `/api/steps`, `/api/events`
-//!   (server-sent events, one per learner step), `/metrics`.
+//! - [`heldout`] — held-out pass@1 points, stamped with the run's wall clock.
+//! - [`trajectories`] — the trajectory viewer's renderings and their ring.
+//! - [`server`] — the axum server: `/`, `/api/status`, `/api/steps`,
+//!   `/api/trajectories`, `/api/events` (server-sent events, one per learner step),
+//!   `/metrics`.
 //!
 //! The coordinator feeds a [`Dashboard`] handle; the server reads it. The URL and a
 //! bearer token are written to the run directory (`dashboard.url`, `dashboard.token`)
 //! for `troupe status --run-dir`.
 
 pub mod control;
+pub mod heldout;
 pub mod server;
 pub mod status;
+pub mod trajectories;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use ractor::ActorCell;
 use serde_json::Value;
 use tokio::sync::broadcast;
+use troupe_core::ScoredTrajectory;
+use troupe_model::tokenizer::ChatTokenizer;
 
 use crate::progress::Progress;
 use crate::remote::group;
@@ -38,6 +47,10 @@ pub struct Dashboard {
     peers: Arc<Mutex<BTreeMap<u64, String>>>,
     /// Nodes that host samplers in `cluster.toml` (where `scale` without a node goes).
     sampler_nodes: Arc<Mutex<Vec<String>>>,
+    /// Renders the viewer's token pieces.
+    tokenizer: ChatTokenizer,
+    /// The run's wall clock: when this session began and the seconds of earlier ones.
+    clock: (Instant, f64),
 }
 
 impl Dashboard {
@@ -50,6 +63,8 @@ impl Dashboard {
             nodes,
             peers: Arc::default(),
             sampler_nodes: Arc::default(),
+            tokenizer: ChatTokenizer::default(),
+            clock: (Instant::now(), 0.0),
         }
     }
 
@@ -66,6 +81,21 @@ impl Dashboard {
             .clone()
     }
 
+    /// This dashboard for a run that starts from `state` (a resumed run's counters and
+    /// evaluations), its trajectories rendered with `tokenizer`. The run's wall clock
+    /// starts now, after `state.wall_seconds` of earlier sessions.
+    pub fn for_run(mut self, state: &RunState, tokenizer: ChatTokenizer) -> Self {
+        self.model().heldout = heldout::points(state);
+        self.tokenizer = tokenizer;
+        self.clock = (Instant::now(), state.wall_seconds);
+        self
+    }
+
+    /// The run's wall-clock seconds now (earlier sessions included).
+    fn wall_seconds(&self) -> f64 {
+        self.clock.1 + self.clock.0.elapsed().as_secs_f64()
+    }
+
     fn model(&self) -> MutexGuard<'_, StatusModel> {
         self.model.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -78,7 +108,22 @@ impl Dashboard {
         m.trained_tokens = state.trained_tokens;
         m.policy_version = m.policy_version.max(policy_version);
         m.rl_step = m.rl_step.max(rl_step);
-        m.heldout = held_out_points(state);
+        m.heldout = heldout::stamp(&m.heldout, heldout::points(state), self.wall_seconds());
+    }
+
+    /// Keeps a scored trajectory for the viewer: an evaluation episode, or the one a
+    /// learner step reported (`rl_step`: the step that trained on it).
+    pub fn trajectory(&self, scored: &ScoredTrajectory, rl_step: Option<u64>) {
+        let rendered = trajectories::render(scored, rl_step, |id| {
+            let piece = self.tokenizer.decode(&[id]);
+            (!piece.is_empty() && !piece.contains('\u{FFFD}')).then_some(piece)
+        });
+        self.model().recent_trajectories.push(rendered);
+    }
+
+    /// The viewer's trajectories, newest first.
+    pub fn trajectories(&self) -> Vec<Value> {
+        self.model().recent_trajectories.newest_first()
     }
 
     /// Records one learner step (its `metrics.jsonl` line) and announces it.
@@ -224,22 +269,6 @@ impl Dashboard {
         }
         rows
     }
-}
-
-/// Held-out pass@1 as (RL step, accuracy): initial and after SFT at step 0, during RL
-/// at its step, after RL at the last step.
-fn held_out_points(state: &RunState) -> Vec<(u64, f32)> {
-    let h = &state.heldout;
-    let mut points: Vec<(u64, f32)> = [h.initial, h.after_sft]
-        .into_iter()
-        .flatten()
-        .map(|a| (0, a))
-        .collect();
-    points.extend(h.during_rl.iter().map(|p| (p.step, p.pass_at_1)));
-    if let (Some(a), Some(last)) = (h.after_rl, points.last().map(|p| p.0)) {
-        points.push((last, a));
-    }
-    points
 }
 
 /// A [`Progress`] that also records the current phase on the dashboard.

@@ -1,5 +1,5 @@
 //! The dashboard's HTTP server (axum): the page, the JSON API, server-sent events and
-//! Prometheus `/metrics`. Every route but the page needs the run's bearer token
+//! Prometheus `/metrics`. Every route but the page and its scripts needs the run's bearer token
 //! (`Authorization: Bearer T`, or `?token=T` for the browser's `EventSource`).
 
 use std::convert::Infallible;
@@ -20,6 +20,7 @@ use crate::ActorError;
 
 const PAGE: &str = include_str!("page.html");
 const PAGE_JS: &str = include_str!("page.js");
+const VIEWER_JS: &str = include_str!("viewer.js");
 const UPLOT_JS: &str = include_str!("vendor/uPlot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("vendor/uPlot.min.css");
 
@@ -72,6 +73,7 @@ pub async fn serve(dashboard: Dashboard, addr: &str, run_dir: &Path) -> Result<S
     let router = Router::new()
         .route("/", get(page))
         .route("/page.js", get(|| async { js(PAGE_JS) }))
+        .route("/viewer.js", get(|| async { js(VIEWER_JS) }))
         .route("/uPlot.min.js", get(|| async { js(UPLOT_JS) }))
         .route(
             "/uPlot.min.css",
@@ -79,6 +81,7 @@ pub async fn serve(dashboard: Dashboard, addr: &str, run_dir: &Path) -> Result<S
         )
         .route("/api/status", get(status))
         .route("/api/steps", get(steps))
+        .route("/api/trajectories", get(trajectories))
         .route("/api/events", get(events))
         .route("/metrics", get(metrics))
         .route("/api/scale", post(scale))
@@ -231,6 +234,15 @@ async fn kill(State(app): State<App>, headers: HeaderMap, uri: Uri, body: String
         }
         Err(r) => refused(r),
     }
+}
+
+/// The trajectory viewer's recent trajectories, newest first (see
+/// [`super::trajectories::render`] for their shape).
+async fn trajectories(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Response {
+    if !authorized(&app, &headers, &uri) {
+        return unauthorized();
+    }
+    axum::Json(app.dashboard.trajectories()).into_response()
 }
 
 async fn metrics(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Response {

@@ -7,6 +7,8 @@ use std::fmt::Write;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::heldout::HeldoutPoint;
+use super::trajectories::TrajectoryRing;
 use crate::summary::TrajectoryCounts;
 
 /// Per-learner-step metrics kept for charts (the newest this many steps).
@@ -58,8 +60,10 @@ pub struct StatusModel {
     pub sampled_tokens: u64,
     /// Policy tokens trained on.
     pub trained_tokens: u64,
-    /// Held-out pass@1 points: (RL step, accuracy), phase boundaries included.
-    pub heldout: Vec<(u64, f32)>,
+    /// Held-out pass@1 points, phase boundaries included.
+    pub heldout: Vec<HeldoutPoint>,
+    /// Recent scored trajectories for the trajectory viewer.
+    pub recent_trajectories: TrajectoryRing,
     /// Actors that failed: (name, error).
     pub failures: Vec<(String, String)>,
     /// Restarts by (node, actor name).
@@ -106,7 +110,8 @@ impl StatusModel {
             "trajectories": self.counts(),
             "sampled_tokens": self.sampled_tokens,
             "trained_tokens": self.trained_tokens,
-            "heldout": self.heldout.iter().map(|(s, a)| json!({"step": s, "pass_at_1": a})).collect::<Vec<_>>(),
+            "heldout": self.heldout,
+            "trajectory_seq": self.recent_trajectories.seen(),
             "failures": self.failures.iter().map(|(n, e)| json!({"actor": n, "error": e})).collect::<Vec<_>>(),
             "events": self.events.iter().map(|(t, e)| json!({"at": t, "event": e})).collect::<Vec<_>>(),
             "last_step": self.steps.back(),
@@ -186,18 +191,33 @@ impl StatusModel {
                     "learner_wait_seconds",
                     "Seconds the latest RL step waited for a batch.",
                 ),
+                (
+                    "publish_seconds",
+                    "weight_publish_seconds",
+                    "Seconds the latest RL step took to publish its weights.",
+                ),
+                (
+                    "buffer_pending",
+                    "buffer_pending_trajectories",
+                    "Trajectories the replay buffer held at the latest take.",
+                ),
+                (
+                    "buffer_capacity",
+                    "buffer_capacity_trajectories",
+                    "Trajectories the replay buffer can hold.",
+                ),
             ] {
                 if let Some(v) = last[key].as_f64() {
                     metric(name, "gauge", help, &one(v));
                 }
             }
         }
-        if let Some((_, acc)) = self.heldout.last() {
+        if let Some(p) = self.heldout.last() {
             metric(
                 "heldout_pass_at_1",
                 "gauge",
                 "Latest held-out greedy pass@1.",
-                &one(f64::from(*acc)),
+                &one(f64::from(p.pass_at_1)),
             );
         }
         let actors: Vec<(String, f64)> = nodes
@@ -309,8 +329,9 @@ mod tests {
             policy_version: 7,
             ..Default::default()
         };
-        m.push_step(json!({"loss": f64::NAN, "mean_reward": 0.25}));
+        m.push_step(json!({"loss": f64::NAN, "mean_reward": 0.25, "buffer_pending": 12}));
         let text = m.to_prometheus(&nodes());
+        assert!(text.contains("troupe_buffer_pending_trajectories 12\n"));
         assert!(text.contains("# TYPE troupe_policy_version gauge\ntroupe_policy_version 7\n"));
         assert!(text.contains("troupe_train_reward 0.25\n"));
         assert!(text.contains("troupe_trajectories{outcome=\"generated\"} 0\n"));

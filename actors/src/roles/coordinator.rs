@@ -495,6 +495,11 @@ impl CoordinatorState {
             "approx_kl": r.approx_kl,
             "logprob_gap": r.logprob_gap,
             "tis_truncated": r.tis_truncated,
+            "buffer_pending": r.buffer.pending,
+            "buffer_groups": r.buffer.groups,
+            "buffer_capacity": r.buffer.capacity,
+            "buffer_capacity_groups": r.buffer.capacity_groups,
+            "publish_seconds": r.publish_seconds,
             "reward_parts": r
                 .reward_parts
                 .iter()
@@ -514,6 +519,9 @@ impl CoordinatorState {
         if let Some(d) = &self.args.dashboard {
             d.counters(&self.args.state, r.version, r.rl_step);
             d.step(&line);
+            if let Some(t) = &r.best_trajectory {
+                d.trajectory(t, Some(r.rl_step));
+            }
         }
         self.args.progress.advance(
             r.rl_step,
@@ -731,6 +739,9 @@ impl Actor for Coordinator {
                 }
             }
             CoordinatorMsg::EvalResult(s) => {
+                if let Some(d) = &state.args.dashboard {
+                    d.trajectory(&s, None);
+                }
                 if let Purpose::Eval { round } = s.trajectory.purpose {
                     let task = s.trajectory.task.id;
                     if task < SAMPLES_PER_EVAL

@@ -131,6 +131,8 @@ impl LearnerActorState {
                 hist[s.min(buckets - 1)] += 1;
             }
         }
+        let best_trajectory = batch.best_trajectory().cloned();
+        let fill = batch.fill;
         let groups: Vec<_> = batch.groups.into_iter().map(|g| g.members).collect();
         let mut report = StepReport {
             rl_step: step + 1,
@@ -157,6 +159,9 @@ impl LearnerActorState {
             logprob_gap: 0.0,
             tis_truncated: 0.0,
             reward_parts: batch.reward_parts,
+            buffer: fill,
+            publish_seconds: 0.0,
+            best_trajectory,
         };
         if groups.is_empty() {
             self.learner.skip_rl_step();
@@ -174,7 +179,9 @@ impl LearnerActorState {
         report.train_seconds = started.elapsed().as_secs_f64();
         report.version = self.learner.version().0;
         report.publication = self.learner.publication();
+        let publishing = Instant::now();
         self.publish()?;
+        report.publish_seconds = publishing.elapsed().as_secs_f64();
         let done = self.learner.rl_steps();
         let every = self.args.checkpoint_every;
         if done == self.target_steps || (every > 0 && done.is_multiple_of(every)) {

@@ -367,3 +367,29 @@ fn missing_groups_are_those_neither_complete_nor_served() {
     );
     assert_eq!(b.missing_groups(1), vec![0, 1, 2]);
 }
+
+#[test]
+fn a_take_reports_the_fill_it_found() {
+    let mut b = ReplayBuffer::new(cfg(2, 1, 4)).unwrap();
+    fill(&mut b, 0, 0, 0, 0, &[1.0, 0.0]);
+    fill(&mut b, 10, 1, 0, 0, &[1.0]);
+    let batch = b.take_batch(0, v(0)).unwrap();
+    let f = batch.fill;
+    assert_eq!((f.pending, f.groups), (3, 2), "the batch taken counts");
+    assert_eq!((f.capacity_groups, f.capacity), (4, 8));
+    let now = b.fill();
+    assert_eq!((now.pending, now.groups), (1, 1));
+}
+
+#[test]
+fn the_best_trajectory_is_the_first_kept_one_of_highest_reward() {
+    let mut b = buf(2, 2);
+    fill(&mut b, 0, 0, 0, 0, &[0.5, 0.0]);
+    fill(&mut b, 10, 0, 1, 0, &[0.0, 0.5]);
+    let batch = b.take_batch(0, v(0)).unwrap();
+    assert_eq!(batch.best_trajectory().unwrap().trajectory.id, 0);
+    let mut b = buf(2, 1);
+    fill(&mut b, 0, 0, 0, 0, &[1.0, 1.0]);
+    let filtered = b.take_batch(0, v(0)).unwrap();
+    assert!(filtered.best_trajectory().is_none(), "no group was kept");
+}
