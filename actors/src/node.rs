@@ -86,6 +86,23 @@ pub async fn node(
             ))
         })?;
     let addr = node_addr(&me).map_err(config_err)?;
+    // A head restarted on its run directory continues the run.
+    let resume = opts
+        .out
+        .clone()
+        .filter(|dir| me.roles.coordinator && dir.join("run_state.json").exists());
+    if let Some(dir) = resume.as_ref().filter(|d| d.join("summary.json").exists()) {
+        return Err(ActorError::RunDir {
+            path: dir.clone(),
+            reason: "holds a run that is complete; pick another --out for a new run".into(),
+        });
+    }
+    if let Some(dir) = &resume {
+        progress.note(&format!(
+            "{} holds this run: resuming it from its last checkpoint",
+            dir.display()
+        ));
+    }
 
     let tls = opts
         .config
@@ -120,17 +137,6 @@ pub async fn node(
     let (node_server, _) = Actor::spawn(None, server, ()).await.map_err(fail)?;
 
     let head = if me.roles.coordinator {
-        // A head restarted on its run directory continues the run.
-        let resume = opts
-            .out
-            .clone()
-            .filter(|dir| dir.join("run_state.json").exists());
-        if let Some(dir) = &resume {
-            progress.note(&format!(
-                "{} holds this run: resuming it from its last checkpoint",
-                dir.display()
-            ));
-        }
         let run_opts = RunOptions {
             config: (text, opts.config.clone()),
             seed: opts.seed,
