@@ -193,6 +193,19 @@ fn scale_kill_an_actor_lose_and_regain_the_env_and_sampler_nodes() {
         running(&status(&run), "gen", "sampler") == ["sampler-1"]
     });
 
+    // Weights are streamed to sampler nodes only: samplers elsewhere are refused.
+    let refused = troupe()
+        .args(["scale", "samplers=1", "--node", "env", "--run-dir"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("hosts no samplers"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     // Kill one actor: its node restarts it and the dashboard counts the restart.
     control(&run, &["kill", "sampler-1", "--node", "gen"]);
     wait_until(Duration::from_secs(30), "sampler-1 restarted", || {

@@ -38,14 +38,26 @@ pub fn spread(total: u32, nodes: &[String]) -> Vec<(String, u32)> {
 pub struct Refused(pub u16, pub String);
 
 /// Runs `samplers` samplers on `node`, or spread over the `sampler_nodes` that are up
-/// (every node when none is); returns each node's new count.
+/// (the head's own node when none is); returns each node's new count. Samplers can run
+/// on the head (`head`) and on the nodes that host samplers in `cluster.toml`: those are
+/// the nodes weight publications are streamed to.
 pub async fn scale(
     node: Option<&str>,
     samplers: u32,
     sampler_nodes: &[String],
+    head: &str,
 ) -> Result<Vec<(String, u32)>, Refused> {
     let sups = supervisors();
     let plan = match node {
+        Some(n) if n != head && !sampler_nodes.iter().any(|s| s == n) => {
+            return Err(Refused(
+                409,
+                format!(
+                    "node {n} hosts no samplers in cluster.toml, so weights are not streamed to it; \
+                     give it roles.samplers >= 1 (optional = true lets it come and go)"
+                ),
+            ));
+        }
         Some(n) if sups.contains_key(n) => vec![(n.to_string(), samplers)],
         Some(n) => {
             return Err(Refused(
@@ -58,17 +70,20 @@ pub async fn scale(
         }
         None => {
             // The sampler nodes that are up; failing those (the embedded run hosts every
-            // role on one node), every node.
+            // role on one node), the head's own.
             let mut up: Vec<String> = sampler_nodes
                 .iter()
                 .filter(|n| sups.contains_key(*n))
                 .cloned()
                 .collect();
-            if up.is_empty() {
-                up = sups.keys().cloned().collect();
+            if up.is_empty() && sups.contains_key(head) {
+                up.push(head.to_string());
             }
             if up.is_empty() {
-                return Err(Refused(409, "no node is connected".into()));
+                return Err(Refused(
+                    409,
+                    "no node that can run samplers is connected".into(),
+                ));
             }
             spread(samplers, &up)
         }

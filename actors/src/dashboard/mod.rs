@@ -73,6 +73,11 @@ impl Dashboard {
         *self.sampler_nodes.lock().unwrap_or_else(|e| e.into_inner()) = nodes;
     }
 
+    /// The node this dashboard's process hosts (the head).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// The nodes a `scale` without a node name spreads samplers over.
     pub fn sampler_nodes(&self) -> Vec<String> {
         self.sampler_nodes

@@ -199,7 +199,8 @@ async fn scale(State(app): State<App>, headers: HeaderMap, uri: Uri, body: Strin
         Err(r) => return refused(r),
     };
     let nodes = app.dashboard.sampler_nodes();
-    match super::control::scale(req.node.as_deref(), req.samplers, &nodes).await {
+    let head = app.dashboard.node().to_string();
+    match super::control::scale(req.node.as_deref(), req.samplers, &nodes, &head).await {
         Ok(done) => {
             let line = done
                 .iter()
