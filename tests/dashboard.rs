@@ -393,6 +393,11 @@ fn dashboard_serves_live_status_metrics_and_events() {
         value("troupe_actor_up{node=\"local\",role=\"sampler\",actor=\"sampler-1\"}"),
         1.0
     );
+    assert_eq!(value("troupe_node_up{node=\"local\"}"), 1.0);
+    assert_eq!(
+        value("troupe_actor_restarts{node=\"local\",role=\"sampler\",actor=\"sampler-1\"}"),
+        0.0
+    );
     assert!(
         value("troupe_buffer_capacity_trajectories") > 0.0,
         "{metrics}"

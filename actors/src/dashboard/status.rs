@@ -220,28 +220,49 @@ impl StatusModel {
                 &one(f64::from(p.pass_at_1)),
             );
         }
-        let actors: Vec<(String, f64)> = nodes
-            .iter()
-            .flat_map(|n| {
-                n.actors.iter().map(|a| {
-                    let running = f64::from(u8::from(a.state == "running"));
-                    (
-                        format!(
-                            "{{node=\"{}\",role=\"{}\",actor=\"{}\"}}",
-                            label(&n.name),
-                            label(&a.role),
-                            label(&a.name)
-                        ),
-                        running,
-                    )
+        let per_actor = |value: &dyn Fn(&ActorRow) -> f64| -> Vec<(String, f64)> {
+            nodes
+                .iter()
+                .flat_map(|n| {
+                    n.actors.iter().map(move |a| {
+                        (
+                            format!(
+                                "{{node=\"{}\",role=\"{}\",actor=\"{}\"}}",
+                                label(&n.name),
+                                label(&a.role),
+                                label(&a.name)
+                            ),
+                            value(a),
+                        )
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        };
         metric(
             "actor_up",
             "gauge",
             "1 while the actor is running.",
-            &actors,
+            &per_actor(&|a| f64::from(u8::from(a.state == "running"))),
+        );
+        metric(
+            "actor_restarts",
+            "counter",
+            "Restarts of the actor by its node's supervisor.",
+            &per_actor(&|a| a.restarts as f64),
+        );
+        metric(
+            "node_up",
+            "gauge",
+            "1 while the head holds a session with the node.",
+            &nodes
+                .iter()
+                .map(|n| {
+                    (
+                        format!("{{node=\"{}\"}}", label(&n.name)),
+                        f64::from(u8::from(n.up)),
+                    )
+                })
+                .collect::<Vec<_>>(),
         );
         metric(
             "actor_failures",
