@@ -100,9 +100,20 @@ fn events(s: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The complete lines of a running run's `metrics.jsonl` (the coordinator may be halfway
+/// through writing the last one).
+fn live_metrics(run: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap_or_default();
+    let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
+    complete
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// Samplers that reported work in metrics lines after step `after`.
 fn samplers_at_work(run: &Path, after: u64) -> BTreeSet<String> {
-    common::metrics(run)
+    live_metrics(run)
         .iter()
         .filter(|l| l["step"].as_u64().unwrap() > after)
         .flat_map(|l| {

@@ -145,7 +145,7 @@ pub fn status(run_dir: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Learner steps recorded so far in `run_dir/metrics.jsonl`.
+/// Learner steps recorded so far in `run_dir/metrics.jsonl` (complete lines only).
 pub fn steps_done(run_dir: &Path) -> usize {
-    std::fs::read_to_string(run_dir.join("metrics.jsonl")).map_or(0, |m| m.lines().count())
+    std::fs::read_to_string(run_dir.join("metrics.jsonl")).map_or(0, |m| m.matches('\n').count())
 }

@@ -8,10 +8,8 @@
 
 use std::time::Duration;
 
-use ractor::call_t;
-
 use futures_util::future::join_all;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, call_t};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use troupe_core::{PolicyVersion, Purpose, TaskSpec};
