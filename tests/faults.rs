@@ -172,6 +172,8 @@ fn check_accounting(run: &Path, rl_steps: u64) -> Value {
 fn scale_kill_an_actor_lose_and_regain_the_env_and_sampler_nodes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = temp_dir("faults-operate");
+    // Every phase below happens mid-run: they take about 30 steps here (a lost node's
+    // wait is wall-clock time, with few steps), so 150 leaves a wide margin.
     let rl_steps = 150;
     let config = config(&dir, rl_steps, 50);
     certs(&config, &dir.join("certs"));
@@ -282,6 +284,8 @@ fn scale_kill_an_actor_lose_and_regain_the_env_and_sampler_nodes() {
         samplers_at_work(&run, at).contains("3")
     });
 
+    let left = rl_steps as usize - steps_done(&run);
+    eprintln!("every phase done with {left} of {rl_steps} steps left");
     let s = status(&run);
     let seen = events(&s);
     for e in [
