@@ -8,8 +8,13 @@
 //! host went down with it) is handed out again. Results are idempotent by trajectory
 //! id: the buffer drops duplicate trajectories, an evaluation round each task's second
 //! result.
+//!
+//! `eval` holds the held-out rounds and their tally, `lost` the search for lost work.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+mod eval;
+mod lost;
+
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,9 +23,11 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
-use troupe_core::{Purpose, Reward, TaskSpec};
+use troupe_core::{Purpose, TaskSpec};
 use troupe_learner::SftExample;
 
+use self::eval::{Label, Round, SAMPLES_PER_EVAL};
+use self::lost::TICK;
 use crate::config::Roles;
 use crate::messages::{BufferMsg, CoordinatorMsg, JudgeMsg, LearnerMsg, StepReport};
 use crate::progress::Progress;
@@ -28,8 +35,7 @@ use crate::remote::group;
 use crate::roles::one;
 use crate::schedule::{Schedule, ScheduleConfig};
 use crate::summary::{
-    BreakdownMeans, EvalPoint, HeldoutSummary, RunState, Summary, Throughput, add_parts,
-    eval_sample, write_json,
+    HeldoutSummary, RunState, Summary, Throughput, add_parts, eval_sample, write_json,
 };
 
 /// Where the run resumes.
@@ -116,74 +122,6 @@ fn missing_roles(required: &Roles) -> Option<String> {
     (!missing.is_empty()).then(|| missing.join(", "))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Label {
-    Initial,
-    AfterSft,
-    During(u64),
-    Final,
-}
-
-impl Label {
-    /// The evaluation's name in `eval_samples.jsonl` and `summary.json`'s
-    /// `reward_parts.heldout`.
-    fn name(self) -> String {
-        match self {
-            Label::Initial => "initial".into(),
-            Label::AfterSft => "after_sft".into(),
-            Label::During(step) => format!("step_{step}"),
-            Label::Final => "after_rl".into(),
-        }
-    }
-}
-
-/// Held-out episodes of each evaluation written to `eval_samples.jsonl` (the tasks with
-/// the lowest ids, so every evaluation shows the same problems).
-const SAMPLES_PER_EVAL: u64 = 16;
-
-#[derive(Debug)]
-struct Round {
-    label: Label,
-    /// The publication evaluated.
-    publication: u64,
-    /// Held-out task ids with a result (a re-issued task's second result is ignored).
-    seen: HashSet<u64>,
-    /// Since when no unit of the round has been out with a sampler.
-    quiet_since: Option<Instant>,
-    received: usize,
-    correct: usize,
-    /// Reward component sums over the round's episodes.
-    parts: BTreeMap<String, f64>,
-    /// Reward component means over the round's episodes.
-    breakdown: BreakdownMeans,
-    /// Episodes the judge could not score: left out of pass@1.
-    unscored: usize,
-}
-
-/// `held-out pass@1 0.560`, plus the tool-use means when the episodes called tools.
-fn eval_note(acc: f32, means: &BTreeMap<String, f32>) -> String {
-    let mut note = format!("held-out pass@1 {acc:.3}");
-    if let (Some(calls), Some(bad)) = (means.get("tool_calls"), means.get("malformed_calls"))
-        && calls + bad > 0.0
-    {
-        note.push_str(&format!(
-            ", {calls:.2} tool calls and {bad:.2} malformed per episode"
-        ));
-    }
-    note
-}
-
-/// How often the coordinator looks for lost work.
-const TICK: Duration = Duration::from_secs(1);
-
-/// Sampler indices from the sampler group's actor names (`sampler-N`).
-fn live_samplers() -> BTreeSet<u32> {
-    ractor::pg::get_members(&group::SAMPLER.to_string())
-        .iter()
-        .filter_map(|c| c.get_name()?.strip_prefix("sampler-")?.parse().ok())
-        .collect()
-}
-
 /// Coordinator state.
 #[derive(Debug)]
 pub struct CoordinatorState {
@@ -217,114 +155,6 @@ impl CoordinatorState {
         self.args.progress.note(&line);
         if let Some(d) = &self.args.dashboard {
             d.event(line);
-        }
-    }
-
-    /// Hands out again the work of samplers that left, and what never arrived of the
-    /// batch the learner waits for and of each evaluation round.
-    async fn find_lost_work(&mut self) {
-        let live = live_samplers();
-        let gone = self.schedule.requeue_absent(&live);
-        if !gone.is_empty() {
-            self.event(format!(
-                "sampler(s) {gone:?} left with work in hand; it is handed out again"
-            ));
-        }
-        // Version lag is reported for the samplers there are.
-        self.sampler_publication.retain(|s, _| live.contains(s));
-        let now = Instant::now();
-        let lost_after = self.args.lost_after;
-        // The batch the learner needs next.
-        if self.rl_started.is_some() {
-            let batch = self.rl_steps;
-            if self.schedule.batch_outstanding(batch) {
-                self.batch_quiet = None;
-            } else {
-                let since = match self.batch_quiet {
-                    Some((b, t)) if b == batch => t,
-                    _ => {
-                        self.batch_quiet = Some((batch, now));
-                        now
-                    }
-                };
-                if now.duration_since(since) >= lost_after {
-                    self.batch_quiet = Some((batch, now));
-                    let missing = match one::<BufferMsg>(group::BUFFER) {
-                        Ok(b) => {
-                            ractor::call_t!(b, BufferMsg::Missing, 5_000, batch).unwrap_or_default()
-                        }
-                        Err(_) => Vec::new(),
-                    };
-                    if !missing.is_empty() {
-                        self.event(format!(
-                            "batch {batch}: {} group(s) never reached the buffer; handed out again",
-                            missing.len()
-                        ));
-                        self.schedule.reissue_groups(batch, &missing);
-                    }
-                }
-            }
-        }
-        // Evaluation rounds.
-        let mut reissue = Vec::new();
-        for (&round, r) in &mut self.rounds {
-            if self.schedule.round_outstanding(round) {
-                r.quiet_since = None;
-                continue;
-            }
-            let since = *r.quiet_since.get_or_insert(now);
-            if now.duration_since(since) >= lost_after {
-                r.quiet_since = Some(now);
-                let missing: Vec<TaskSpec> = self
-                    .args
-                    .heldout
-                    .iter()
-                    .filter(|t| !r.seen.contains(&t.id))
-                    .cloned()
-                    .collect();
-                if !missing.is_empty() {
-                    reissue.push((round, r.publication, missing));
-                }
-            }
-        }
-        for (round, publication, tasks) in reissue {
-            self.event(format!(
-                "evaluation round {round}: {} result(s) never arrived; handed out again",
-                tasks.len()
-            ));
-            self.schedule.reissue_eval(round, publication, &tasks);
-        }
-    }
-
-    fn evaluate(&mut self, label: Label, publication: u64) {
-        let round = self.next_round;
-        self.next_round += 1;
-        self.rounds.insert(
-            round,
-            Round {
-                label,
-                publication,
-                seen: HashSet::new(),
-                quiet_since: None,
-                received: 0,
-                correct: 0,
-                parts: Default::default(),
-                breakdown: BreakdownMeans::default(),
-                unscored: 0,
-            },
-        );
-        self.schedule
-            .queue_eval(round, publication, &self.args.heldout);
-        let name = match label {
-            Label::Initial => Some("evaluate (initial)"),
-            Label::AfterSft => Some("evaluate (after SFT)"),
-            Label::Final => Some("evaluate (after RL)"),
-            Label::During(_) => None,
-        };
-        if let Some(name) = name {
-            self.args
-                .progress
-                .phase(name, self.args.heldout.len() as u64);
         }
     }
 
@@ -363,103 +193,6 @@ impl CoordinatorState {
         let mut state = self.args.state.clone();
         state.rl_seconds = self.rl_seconds();
         write_json(&self.args.run_dir.join("run_state.json"), &state)?;
-        Ok(())
-    }
-
-    /// Records one evaluation episode: correct, wrong, or unscored (a judge error: left
-    /// out of pass@1 rather than counted as wrong).
-    async fn on_eval(
-        &mut self,
-        round: u32,
-        task: u64,
-        reward: &Reward,
-    ) -> Result<(), ActorProcessingErr> {
-        let n = self.args.heldout.len();
-        let Some(r) = self.rounds.get_mut(&round) else {
-            return Ok(());
-        };
-        if !r.seen.insert(task) {
-            return Ok(());
-        }
-        r.received += 1;
-        if reward.is_judge_error() {
-            r.unscored += 1;
-        } else {
-            r.correct += usize::from(reward.total >= 1.0);
-            r.breakdown.add(reward);
-        }
-        add_parts(
-            &mut r.parts,
-            reward
-                .breakdown
-                .iter()
-                .map(|(k, v)| (k.as_str(), f64::from(*v))),
-        );
-        let (label, received, hits, unscored) = (r.label, r.received, r.correct, r.unscored);
-        let scored = received - unscored;
-        if !matches!(label, Label::During(_)) {
-            self.args.progress.advance(
-                received as u64,
-                &format!("pass@1 so far {:.3}", hits as f32 / scored as f32),
-            );
-        }
-        if received < n {
-            return Ok(());
-        }
-        let (parts, means) = self
-            .rounds
-            .remove(&round)
-            .map(|r| (r.parts, r.breakdown.means().into_iter().collect()))
-            .unwrap_or_default();
-        self.args
-            .state
-            .reward_parts
-            .heldout
-            .insert(label.name(), parts);
-        let means: BTreeMap<String, f32> = means;
-        if unscored > 0 {
-            self.args.progress.note(&format!(
-                "held-out evaluation: the judge could not score {unscored} of {n} episodes; pass@1 is over the other {scored}"
-            ));
-        }
-        // NaN (null in summary.json) when the judge scored no episode at all.
-        let acc = hits as f32 / scored as f32;
-        let note = eval_note(acc, &means);
-        let heldout = &mut self.args.state.heldout;
-        match label {
-            Label::Initial => {
-                heldout.initial = Some(acc);
-                heldout.breakdown.initial = means;
-                self.args.progress.finish_phase(&note);
-                self.save_state()?;
-                self.start_sft()?;
-            }
-            Label::AfterSft => {
-                heldout.after_sft = Some(acc);
-                heldout.breakdown.after_sft = means;
-                self.args.progress.finish_phase(&note);
-                self.save_state()?;
-                // Publication 1 is the SFT result (see `Learner::publication`).
-                self.start_rl(0, 1)?;
-            }
-            Label::During(step) => {
-                heldout.during_rl.push(EvalPoint {
-                    step,
-                    pass_at_1: acc,
-                });
-                heldout.during_rl.sort_by_key(|p| p.step);
-                self.args.progress.note(&format!("RL step {step}: {note}"));
-            }
-            Label::Final => {
-                heldout.after_rl = Some(acc);
-                heldout.breakdown.after_rl = means;
-                self.args.progress.finish_phase(&note);
-                self.finish().await?;
-            }
-        }
-        if let Some(d) = &self.args.dashboard {
-            d.counters(&self.args.state, self.last_version, self.rl_steps);
-        }
         Ok(())
     }
 
