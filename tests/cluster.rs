@@ -97,17 +97,7 @@ fn three_nodes_learn_exactly_like_the_embedded_run_and_hold_no_tcp() {
         );
     }
     // The head's dashboard names every node and puts each actor on its node.
-    let live = troupe()
-        .args(["status", "--json", "--run-dir"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        live.status.success(),
-        "{}",
-        String::from_utf8_lossy(&live.stderr)
-    );
-    let live: Value = serde_json::from_slice(&live.stdout).unwrap();
+    let live = common::cluster::status(&out);
     let placed: Vec<(String, bool, Vec<String>)> = live["nodes"]
         .as_array()
         .unwrap()

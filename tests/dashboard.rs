@@ -405,30 +405,14 @@ fn dashboard_serves_live_status_metrics_and_events() {
     assert!(value("troupe_weight_publish_seconds") >= 0.0, "{metrics}");
 
     // `troupe status`: JSON and the table, from the run directory.
-    let out = troupe()
-        .args(["status", "--json", "--run-dir"])
-        .arg(&run_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cli = common::cluster::status(&run_dir);
     assert!(cli["policy_version"].as_u64().unwrap() >= status["policy_version"].as_u64().unwrap());
     assert_eq!(
         cli["nodes"][0]["actors"].as_array().unwrap().len(),
         7,
         "{cli}"
     );
-    let out = troupe()
-        .args(["status", "--run-dir"])
-        .arg(&run_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let table = String::from_utf8(out.stdout).unwrap();
+    let table = common::stdout_ok(troupe().args(["status", "--run-dir"]).arg(&run_dir));
     assert!(
         table.contains("sampler-1") && table.contains("running"),
         "{table}"

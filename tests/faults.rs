@@ -56,18 +56,7 @@ fn config(dir: &Path, rl_steps: u32, checkpoint_every: u32) -> PathBuf {
 
 /// `troupe ARGS --run-dir RUN`, which must succeed; its stdout.
 fn control(run: &Path, args: &[&str]) -> String {
-    let out = troupe()
-        .args(args)
-        .arg("--run-dir")
-        .arg(run)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "troupe {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::stdout_ok(troupe().args(args).arg("--run-dir").arg(run))
 }
 
 /// The node `name` in a status document.
@@ -351,6 +340,17 @@ fn a_killed_head_started_again_resumes_the_run() {
         assert!(st.success(), "{name} exited with {st}");
     }
     let summary = check_accounting(&run, u64::from(rl_steps));
+    // The same command once more: the run there is complete, so nothing is resumed.
+    let again = troupe()
+        .args(["node", "--config"])
+        .arg(&config)
+        .args(["--name", "head"])
+        .args(out)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let why = String::from_utf8_lossy(&again.stderr);
+    assert!(why.contains("holds a run that is complete"), "{why}");
     eprintln!(
         "killed at step {before}; accounting after the resume: {}",
         summary["trajectories"]

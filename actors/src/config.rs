@@ -942,6 +942,34 @@ mod tests {
     }
 
     #[test]
+    fn optional_nodes_are_not_waited_for_and_lost_work_is_checked() {
+        let text = "[[nodes]]\nname = \"head\"\n\
+            roles = { coordinator = true, buffer = true, learner = true, samplers = 1 }\n\
+            [[nodes]]\nname = \"spare\"\noptional = true\n\
+            roles = { coordinator = false, buffer = false, learner = false, samplers = 3 }\n";
+        let cfg = ClusterConfig::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(
+            (cfg.total_roles().samplers, cfg.required_roles().samplers),
+            (4, 1)
+        );
+        let head_optional =
+            text.replacen("name = \"head\"\n", "name = \"head\"\noptional = true\n", 1);
+        let err = ClusterConfig::parse(&head_optional, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("optional node cannot host"), "{err}");
+        for bad in ["0", "-1", "nan"] {
+            let err = ClusterConfig::parse(
+                &format!("[rl]\nlost_work_seconds = {bad}\n"),
+                Path::new("c.toml"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("lost_work_seconds"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn sampler_weights_name_each_format() {
         use troupe_model::config::SamplerWeights;
         for (name, weights) in [

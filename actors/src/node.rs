@@ -261,15 +261,12 @@ async fn wait_for_head(peers: &Peers, head: &str) -> Result<(), ActorError> {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        match conn.closed().await {
-            quinn::ConnectionError::ApplicationClosed(c) if c.error_code == RUN_COMPLETE.into() => {
-                return Ok(());
-            }
-            other => {
-                tracing::warn!(%head, reason = %other, "lost the head node; waiting for it to return");
-                forget(peers, head, &conn);
-            }
+        let reason = conn.closed().await;
+        if run_complete(&reason) {
+            return Ok(());
         }
+        tracing::warn!(%head, %reason, "lost the head node; waiting for it to return");
+        forget(peers, head, &conn);
     }
 }
 

@@ -443,14 +443,14 @@ async fn start_dashboard(
         .find(|n| n.roles.coordinator)
         .map_or_else(|| "local".to_string(), |n| n.name.clone());
     let dashboard = Dashboard::new(here, nodes.iter().map(|n| n.name.clone()).collect())
-        .for_run(&head.state, cfg.tokenizer.clone());
-    dashboard.set_sampler_nodes(
-        nodes
-            .iter()
-            .filter(|n| n.roles.samplers > 0)
-            .map(|n| n.name.clone())
-            .collect(),
-    );
+        .for_run(&head.state, cfg.tokenizer.clone())
+        .with_sampler_nodes(
+            nodes
+                .iter()
+                .filter(|n| n.roles.samplers > 0)
+                .map(|n| n.name.clone())
+                .collect(),
+        );
     let served =
         crate::dashboard::server::serve(dashboard.clone(), &cfg.dashboard.addr, &head.run_dir)
             .await?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::troupe;
+use super::{stdout_ok, troupe};
 
 /// A free UDP port on loopback (for a node's QUIC address).
 pub fn free_udp_port() -> u16 {
@@ -54,18 +54,13 @@ pub fn three_node_config(
 
 /// Makes the cluster CA and node certificates for `config` in `out`.
 pub fn certs(config: &Path, out: &Path) {
-    let done = troupe()
-        .arg("certs")
-        .arg("--config")
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
+    stdout_ok(
+        troupe()
+            .arg("certs")
+            .arg("--config")
+            .arg(config)
+            .arg("--out")
+            .arg(out),
     );
 }
 
@@ -132,17 +127,12 @@ pub fn wait_until(deadline: Duration, what: &str, mut f: impl FnMut() -> bool) {
 
 /// The head's live status (`troupe status --json --run-dir`).
 pub fn status(run_dir: &Path) -> Value {
-    let out = troupe()
-        .args(["status", "--json", "--run-dir"])
-        .arg(run_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = stdout_ok(
+        troupe()
+            .args(["status", "--json", "--run-dir"])
+            .arg(run_dir),
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&out).unwrap()
 }
 
 /// Learner steps recorded so far in `run_dir/metrics.jsonl` (complete lines only).

@@ -58,6 +58,17 @@ pub fn config(dir: &Path, overrides: &[(&str, &str, &str)]) -> PathBuf {
     config_from("cluster.toml", dir, overrides)
 }
 
+/// Runs `cmd`, which must succeed (else the test fails with its stderr); its stdout.
+pub fn stdout_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Runs `cmd` (a `troupe run ...`) with `--json`: its summary and its stderr. Fails the
 /// test, with stderr, if the run fails or prints something other than JSON.
 pub fn run_ok(cmd: &mut Command) -> (Value, String) {

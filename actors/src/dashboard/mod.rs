@@ -46,7 +46,7 @@ pub struct Dashboard {
     /// Connected peers: ractor's node id of each actor session and the node's name.
     peers: Arc<Mutex<BTreeMap<u64, String>>>,
     /// Nodes that host samplers in `cluster.toml` (where `scale` without a node goes).
-    sampler_nodes: Arc<Mutex<Vec<String>>>,
+    sampler_nodes: Vec<String>,
     /// Renders the viewer's token pieces.
     tokenizer: ChatTokenizer,
     /// The run's wall clock: when this session began and the seconds of earlier ones.
@@ -62,15 +62,16 @@ impl Dashboard {
             node,
             nodes,
             peers: Arc::default(),
-            sampler_nodes: Arc::default(),
+            sampler_nodes: Vec::new(),
             tokenizer: ChatTokenizer::default(),
             clock: (Instant::now(), 0.0),
         }
     }
 
-    /// Sets the nodes a `scale` without a node name spreads samplers over.
-    pub fn set_sampler_nodes(&self, nodes: Vec<String>) {
-        *self.sampler_nodes.lock().unwrap_or_else(|e| e.into_inner()) = nodes;
+    /// This dashboard, with the nodes a `scale` without a node name spreads samplers over.
+    pub fn with_sampler_nodes(mut self, nodes: Vec<String>) -> Self {
+        self.sampler_nodes = nodes;
+        self
     }
 
     /// The node this dashboard's process hosts (the head).
@@ -79,11 +80,8 @@ impl Dashboard {
     }
 
     /// The nodes a `scale` without a node name spreads samplers over.
-    pub fn sampler_nodes(&self) -> Vec<String> {
-        self.sampler_nodes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub fn sampler_nodes(&self) -> &[String] {
+        &self.sampler_nodes
     }
 
     /// This dashboard for a run that starts from `state` (a resumed run's counters and

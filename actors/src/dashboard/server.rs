@@ -198,9 +198,15 @@ async fn scale(State(app): State<App>, headers: HeaderMap, uri: Uri, body: Strin
         Ok(r) => r,
         Err(r) => return refused(r),
     };
-    let nodes = app.dashboard.sampler_nodes();
-    let head = app.dashboard.node().to_string();
-    match super::control::scale(req.node.as_deref(), req.samplers, &nodes, &head).await {
+    let d = &app.dashboard;
+    match super::control::scale(
+        req.node.as_deref(),
+        req.samplers,
+        d.sampler_nodes(),
+        d.node(),
+    )
+    .await
+    {
         Ok(done) => {
             let line = done
                 .iter()

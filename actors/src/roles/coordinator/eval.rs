@@ -44,7 +44,6 @@ pub(super) struct Round {
     pub(super) seen: HashSet<u64>,
     /// Since when no unit of the round has been out with a sampler.
     pub(super) quiet_since: Option<Instant>,
-    pub(super) received: usize,
     pub(super) correct: usize,
     /// Reward component sums over the round's episodes.
     pub(super) parts: BTreeMap<String, f64>,
@@ -78,7 +77,6 @@ impl CoordinatorState {
                 publication,
                 seen: HashSet::new(),
                 quiet_since: None,
-                received: 0,
                 correct: 0,
                 parts: Default::default(),
                 breakdown: BreakdownMeans::default(),
@@ -115,7 +113,6 @@ impl CoordinatorState {
         if !r.seen.insert(task) {
             return Ok(());
         }
-        r.received += 1;
         if reward.is_judge_error() {
             r.unscored += 1;
         } else {
@@ -129,7 +126,7 @@ impl CoordinatorState {
                 .iter()
                 .map(|(k, v)| (k.as_str(), f64::from(*v))),
         );
-        let (label, received, hits, unscored) = (r.label, r.received, r.correct, r.unscored);
+        let (label, received, hits, unscored) = (r.label, r.seen.len(), r.correct, r.unscored);
         let scored = received - unscored;
         if !matches!(label, Label::During(_)) {
             self.args.progress.advance(

@@ -463,10 +463,12 @@ impl Actor for Coordinator {
                 tokens,
                 trajectories,
             } => {
-                state.schedule.done(unit);
                 state.sampler_publication.insert(sampler, publication);
-                state.args.state.sampled_tokens += tokens;
-                state.args.state.trajectories.generated += trajectories;
+                // A unit is counted once, by whichever of its holders finishes it first.
+                if state.schedule.done(unit) {
+                    state.args.state.sampled_tokens += tokens;
+                    state.args.state.trajectories.generated += trajectories;
+                }
                 if let Some(d) = &state.args.dashboard {
                     d.counters(&state.args.state, state.last_version, state.rl_steps);
                 }
