@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use troupe_env::{EnvSpec, TaskConfig, TaskFamily};
+use troupe_learner::sft::LrSchedule;
 use troupe_model::ModelConfig;
 use troupe_model::device::DeviceName;
 use troupe_model::tokenizer::ChatTokenizer;
@@ -242,8 +243,37 @@ pub struct SftConfig {
     pub steps: u64,
     /// Conversations per step.
     pub batch_size: usize,
-    /// Learning rate.
+    /// Learning rate (the peak, under a schedule).
     pub lr: f64,
+    /// How the learning rate moves over the steps.
+    pub schedule: SftSchedule,
+    /// Steps of linear warm-up (with `schedule = "cosine"`).
+    pub warmup_steps: u64,
+}
+
+/// `[sft] schedule`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SftSchedule {
+    /// `lr` at every step.
+    #[default]
+    Constant,
+    /// Linear warm-up over `warmup_steps`, then cosine decay to a tenth of `lr` at the
+    /// last step.
+    Cosine,
+}
+
+impl SftConfig {
+    /// The learner's schedule for this warm start.
+    pub fn lr_schedule(&self) -> LrSchedule {
+        match self.schedule {
+            SftSchedule::Constant => LrSchedule::Constant,
+            SftSchedule::Cosine => LrSchedule::Cosine {
+                warmup: self.warmup_steps,
+                total: self.steps,
+            },
+        }
+    }
 }
 
 impl Default for SftConfig {
@@ -253,6 +283,8 @@ impl Default for SftConfig {
             steps: 200,
             batch_size: 32,
             lr: 1e-3,
+            schedule: SftSchedule::Constant,
+            warmup_steps: 0,
         }
     }
 }
@@ -639,7 +671,7 @@ impl ClusterConfig {
             }
         }
         let rl = &self.rl;
-        let checks: [(&str, bool); 11] = [
+        let checks: [(&str, bool); 12] = [
             (
                 "buffer.group_commit_records must be at least 1",
                 self.buffer.group_commit_records >= 1,
@@ -672,6 +704,10 @@ impl ClusterConfig {
             (
                 "sft.batch_size must be at least 1",
                 self.sft.batch_size >= 1,
+            ),
+            (
+                "sft.warmup_steps must be below sft.steps",
+                self.sft.warmup_steps == 0 || self.sft.warmup_steps < self.sft.steps,
             ),
             (
                 "task.heldout_size must be at least 1",
@@ -967,6 +1003,29 @@ mod tests {
             .to_string();
             assert!(err.contains("lost_work_seconds"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn sft_schedules_parse_and_bad_ones_name_the_key() {
+        let parse = |text: &str| ClusterConfig::parse(text, Path::new("c.toml"));
+        let cfg = parse("[sft]\nsteps = 100\n").unwrap();
+        assert_eq!(cfg.sft.lr_schedule(), LrSchedule::Constant);
+        let cfg = parse("[sft]\nsteps = 100\nschedule = \"cosine\"\nwarmup_steps = 10\n").unwrap();
+        assert_eq!(
+            cfg.sft.lr_schedule(),
+            LrSchedule::Cosine {
+                warmup: 10,
+                total: 100
+            }
+        );
+        let err = parse("[sft]\nschedule = \"cosin\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.toml") && err.contains("cosin"), "{err}");
+        let err = parse("[sft]\nsteps = 10\nwarmup_steps = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("warmup_steps"), "{err}");
     }
 
     #[test]

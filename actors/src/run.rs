@@ -559,6 +559,7 @@ pub(crate) async fn spawn_roles(
             model: cfg.model.clone(),
             learner: LearnerConfig {
                 sft_lr: cfg.sft.lr,
+                sft_schedule: cfg.sft.lr_schedule(),
                 rl_lr: rl.lr,
                 clip: Clip {
                     low: rl.clip_low,

@@ -12,7 +12,7 @@ use crate::{
     adamw::{AdamW, AdamWConfig},
     checkpoint::{self, LearnerState, io},
     grpo::{Clip, PgStats, build_batch, pg_loss},
-    sft::sft_loss_over,
+    sft::{LrSchedule, sft_loss_over},
 };
 
 /// Gradients of the trainable variables summed over micro-batches. Only the variables'
@@ -57,8 +57,10 @@ impl Grads {
 /// Learner hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LearnerConfig {
-    /// Learning rate during the SFT warm start.
+    /// Learning rate during the SFT warm start (its base, for a schedule).
     pub sft_lr: f64,
+    /// How the SFT learning rate moves over the warm start's steps.
+    pub sft_schedule: LrSchedule,
     /// Learning rate during RL.
     pub rl_lr: f64,
     /// PPO clip range.
@@ -248,7 +250,8 @@ impl Learner {
                 step: self.state.step,
             });
         }
-        self.opt.step(&grads.into_store(), self.cfg.sft_lr)?;
+        let lr = self.cfg.sft_schedule.lr(self.cfg.sft_lr, self.state.step);
+        self.opt.step(&grads.into_store(), lr)?;
         self.finish_step();
         Ok(value)
     }
@@ -371,6 +374,7 @@ mod tests {
         };
         let lc = LearnerConfig {
             sft_lr: 3e-3,
+            sft_schedule: LrSchedule::Constant,
             rl_lr: 1e-3,
             clip: Clip {
                 low: 0.2,
@@ -405,6 +409,31 @@ mod tests {
         }
         assert!(last < first * 0.5, "{first} -> {last}");
         assert_eq!(l.version(), PolicyVersion(61));
+    }
+
+    #[test]
+    fn sft_steps_follow_the_schedule() {
+        let (mc, lc, pool) = setup();
+        let all: Vec<&SftExample> = pool.iter().collect();
+        // Adam's first step moves each weight by about lr: the largest move is the rate.
+        let first_move = |schedule| {
+            let cfg = LearnerConfig {
+                sft_schedule: schedule,
+                ..lc.clone()
+            };
+            let mut l = Learner::new(&mc, cfg, 5).unwrap();
+            let before = l.snapshot().unwrap();
+            l.sft_step(&all).unwrap();
+            l.snapshot().unwrap().max_abs_diff(&before).unwrap()
+        };
+        let full = first_move(LrSchedule::Constant);
+        let warming = first_move(LrSchedule::Cosine {
+            warmup: 10,
+            total: 20,
+        });
+        assert!(full > 0.0);
+        let ratio = warming / full;
+        assert!((ratio - 0.1).abs() < 0.01, "{warming} / {full} = {ratio}");
     }
 
     #[test]

@@ -10,7 +10,9 @@ use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-use troupe_learner::{Learner, LearnerConfig, SftExample, adamw::AdamWConfig, grpo::Clip};
+use troupe_learner::{
+    Learner, LearnerConfig, SftExample, adamw::AdamWConfig, grpo::Clip, sft::LrSchedule,
+};
 use troupe_model::{ModelConfig, Transformer, config::SamplerWeights, pretrained};
 use troupe_sampler::{SamplingParams, generate};
 
@@ -83,6 +85,7 @@ pub fn main(args: LearnerArgs) -> anyhow::Result<()> {
     let model_cfg = with_seq(args.seq.max(longest + args.decode_tokens + 1))?.config;
     let learner_cfg = LearnerConfig {
         sft_lr: 1e-5,
+        sft_schedule: LrSchedule::Constant,
         rl_lr: 1e-5,
         clip: Clip {
             low: 0.2,
