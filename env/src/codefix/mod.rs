@@ -3,9 +3,10 @@
 //! run after the episode, outside its view.
 //!
 //! Pure parts (no I/O): [`family`](BugFamily) and the task generator ([`generate`]: a
-//! [`TaskKey`] `(family, seed)` gives a repository, an issue and hidden tests), the
-//! [`Action`] format, the per-episode [`EpisodeCore`], and the reward rules
-//! ([`Verdict`], [`touches_tests`], [`judge_run`]).
+//! [`TaskKey`] `(family, seed)` gives a repository, an issue and hidden tests; each
+//! function's variables are renamed per task, so fragments must be copied, not
+//! recalled), the [`Action`] format, the per-episode [`EpisodeCore`], and the reward
+//! rules ([`Verdict`], [`touches_tests`], [`judge_run`]).
 //! I/O parts: [`CodefixHost`] (the env host's episodes, each command in a sandbox from a
 //! warm [`SandboxPool`](troupe_sandbox::SandboxPool)), [`judge`] / [`CodefixJudge`]
 //! (hidden tests), and the scripted [`Expert`] that writes seed trajectories by running
@@ -40,6 +41,7 @@ mod expert;
 mod family;
 mod host;
 mod judge;
+mod rename;
 mod task;
 mod templates;
 mod value;

@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use troupe_core::TaskSpec;
 
 use super::family::BugFamily;
+use super::rename::{Renaming, Token, is_reserved, tokens};
 use super::templates::{Bug, Consts, TEMPLATES, Template, fill};
 use super::value::{Value, call};
 use crate::{EnvError, Split};
@@ -131,21 +132,35 @@ struct Placed {
     template: &'static Template,
     name: &'static str,
     consts: Consts,
+    /// Its variables' names in this task.
+    vars: Renaming,
     /// The bug planted in it, if it is the buggy one.
     bug: Option<&'static Bug>,
 }
 
 impl Placed {
+    fn new(g: &mut ChaCha8Rng, template: &'static Template, bug: Option<&'static Bug>) -> Placed {
+        Placed {
+            template,
+            name: template.names[g.random_range(0..3)],
+            consts: consts(g, template),
+            vars: Renaming::draw(g, template.params, template.body),
+            bug,
+        }
+    }
+
+    /// Template text (a body line or a bug fragment) as it reads in this task.
+    fn text(&self, template_text: &str) -> String {
+        self.vars.apply(&fill(template_text, self.consts))
+    }
+
     fn source(&self) -> Vec<String> {
-        let mut lines = vec![format!("def {}({}):", self.name, self.template.params)];
-        for i in 0..self.template.body.len() {
-            let mut line = self.template.line(i, self.consts);
+        let params = self.vars.apply(self.template.params);
+        let mut lines = vec![format!("def {}({params}):", self.name)];
+        for (i, body) in self.template.body.iter().enumerate() {
+            let mut line = self.text(body);
             if let Some(b) = self.bug.filter(|b| b.line == i) {
-                line = line.replacen(
-                    &fill(b.correct, self.consts),
-                    &fill(b.buggy, self.consts),
-                    1,
-                );
+                line = line.replacen(&self.text(b.correct), &self.text(b.buggy), 1);
             }
             lines.push(format!("    {line}"));
         }
@@ -201,12 +216,7 @@ fn attempt(
     g: &mut ChaCha8Rng,
 ) -> Option<CodefixTask> {
     let &(template, bug) = sites.choose(g)?;
-    let buggy = Placed {
-        template,
-        name: template.names[g.random_range(0..3)],
-        consts: consts(g, template),
-        bug: Some(bug),
-    };
+    let buggy = Placed::new(g, template, Some(bug));
     let (example, got) = (0..100).find_map(|_| {
         let args = (template.args)(g, buggy.consts);
         let got = (template.eval)(&args, buggy.consts, Some(bug.id));
@@ -219,12 +229,7 @@ fn attempt(
     others.shuffle(g);
     let mut placed = vec![buggy];
     for t in others.into_iter().take(FUNCTIONS - 1) {
-        placed.push(Placed {
-            template: t,
-            name: t.names[g.random_range(0..3)],
-            consts: consts(g, t),
-            bug: None,
-        });
+        placed.push(Placed::new(g, t, None));
     }
     placed.shuffle(g);
     let modules: Vec<&str> = MODULES.choose_multiple(g, 2).copied().collect();
@@ -245,8 +250,8 @@ fn attempt(
                 fix = Some(Fix {
                     file: path.clone(),
                     line: start + 2 + b.line,
-                    buggy: fill(b.buggy, p.consts),
-                    correct: fill(b.correct, p.consts),
+                    buggy: p.text(b.buggy),
+                    correct: p.text(b.correct),
                 });
             }
             lines.extend(p.source());
@@ -359,8 +364,9 @@ fn capitalise(s: &str) -> String {
 
 /// The split of a code-fixing issue text, for seed files whose conversations carry no
 /// task key: the `Fix:` line's fragments are looked up among the bug sites of every
-/// template, and the issue is held out if any matching site's family is held out, or if
-/// no site matches (an issue that cannot be placed is never trained on).
+/// template (up to the renaming of variables and the value of constants), and the issue
+/// is held out if any matching site's family is held out, or if no site matches (an
+/// issue that cannot be placed is never trained on).
 pub fn split_of_issue(issue: &str) -> Split {
     let Some((buggy, correct)) = fix_fragments(issue) else {
         return Split::Heldout;
@@ -368,7 +374,7 @@ pub fn split_of_issue(issue: &str) -> Split {
     let families: Vec<BugFamily> = TEMPLATES
         .iter()
         .flat_map(|t| t.bugs)
-        .filter(|b| pattern_matches(b.buggy, buggy) && pattern_matches(b.correct, correct))
+        .filter(|b| pattern_matches(&[b.buggy, b.correct], &[buggy, correct]))
         .map(|b| b.family)
         .collect();
     if !families.is_empty() && families.iter().all(|f| f.split() == Split::Train) {
@@ -386,30 +392,46 @@ fn fix_fragments(issue: &str) -> Option<(&str, &str)> {
     Some((buggy, correct))
 }
 
-/// Whether `text` is `pattern` with `{k}` / `{k2}` standing for integers.
-fn pattern_matches(pattern: &str, text: &str) -> bool {
-    let p = pattern.replace("{k2}", "{k}");
-    let mut parts = p.split("{k}");
-    let Some(first) = parts.next() else {
+/// Whether the texts are the template patterns under one renaming of the patterns'
+/// variables (one-to-one, keywords and builtins kept) and with `{k}` / `{k2}` standing
+/// for any run of digits.
+fn pattern_matches(patterns: &[&str], texts: &[&str]) -> bool {
+    const CONST: &str = "\u{1}";
+    if patterns.len() != texts.len() {
         return false;
-    };
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    for literal in parts {
-        let digits = rest
-            .char_indices()
-            .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
-            .map_or(rest.len(), |(i, _)| i);
-        if digits == 0 || rest[..digits] == *"-" {
+    }
+    let patterns: Vec<String> = patterns
+        .iter()
+        .map(|p| p.replace("{k2}", CONST).replace("{k}", CONST))
+        .collect();
+    let mut bound: Vec<(&str, &str)> = Vec::new();
+    for (pattern, text) in patterns.iter().zip(texts) {
+        let (p, t) = (tokens(pattern), tokens(text));
+        if p.len() != t.len() {
             return false;
         }
-        match rest[digits..].strip_prefix(literal) {
-            Some(r) => rest = r,
-            None => return false,
+        for (p, t) in p.into_iter().zip(t) {
+            let ok = match (p, t) {
+                (Token::Other(CONST), Token::Other(d)) => d.bytes().all(|b| b.is_ascii_digit()),
+                (Token::Other(a), Token::Other(b)) => a == b,
+                (Token::Ident(a), Token::Ident(b)) if is_reserved(a) || is_reserved(b) => a == b,
+                (Token::Ident(a), Token::Ident(b)) => {
+                    match bound.iter().find(|(x, y)| *x == a || *y == b) {
+                        Some(&(x, y)) => x == a && y == b,
+                        None => {
+                            bound.push((a, b));
+                            true
+                        }
+                    }
+                }
+                _ => false,
+            };
+            if !ok {
+                return false;
+            }
         }
     }
-    rest.is_empty()
+    true
 }
 
 #[cfg(test)]

@@ -47,13 +47,6 @@ pub(crate) struct Template {
     pub eval: fn(&[Value], Consts, Option<u8>) -> Value,
 }
 
-impl Template {
-    /// Body line `i` with the constants filled in.
-    pub(crate) fn line(&self, i: usize, c: Consts) -> String {
-        fill(self.body[i], c)
-    }
-}
-
 /// `text` with `{k}` and `{k2}` replaced.
 pub(crate) fn fill(text: &str, c: Consts) -> String {
     text.replace("{k2}", &c.k2.to_string())
@@ -696,7 +689,7 @@ mod tests {
                 assert!(names.insert(n), "function name {n} used twice");
             }
             for b in t.bugs {
-                let line = t.line(b.line, c);
+                let line = fill(t.body[b.line], c);
                 assert!(
                     line.contains(&fill(b.correct, c)),
                     "{}: {line:?} lacks {:?}",

@@ -12,15 +12,23 @@ fn keys(per_family: u64) -> impl Iterator<Item = TaskKey> {
 #[test]
 fn generation_is_deterministic_and_varied() {
     let mut issues = HashSet::new();
+    let mut fragments = HashSet::new();
     for key in keys(40) {
         let task = generate(key);
         assert_eq!(generate(key), task);
         issues.insert(task.issue.clone());
+        fragments.insert(task.fix.buggy.clone());
     }
     assert!(
         issues.len() > 250,
         "only {} distinct issues of 280",
         issues.len()
+    );
+    // Variables are renamed per task, so fragments cannot be learnt by heart.
+    assert!(
+        fragments.len() > 200,
+        "only {} distinct faulty fragments of 280",
+        fragments.len()
     );
 }
 
@@ -115,11 +123,18 @@ fn issues_are_split_by_their_family() {
         "only {train_kept} of 240 train issues read as train"
     );
     assert_eq!(split_of_issue("sort 123"), Split::Heldout);
-    assert!(pattern_matches("x * {k}", "x * 12"));
-    assert!(pattern_matches("age >= {k2}", "age >= 7"));
-    assert!(!pattern_matches("x * {k}", "x * "));
-    assert!(!pattern_matches("x * {k}", "x * 3 + 1"));
-    assert!(!pattern_matches("x * {k}", "y * 3"));
+    assert!(pattern_matches(&["x * {k}"], &["x * 12"]));
+    assert!(pattern_matches(&["x * {k}"], &["y * 3"]));
+    assert!(pattern_matches(&["age >= {k2}"], &["level >= 7"]));
+    assert!(!pattern_matches(&["x * {k}"], &["x * "]));
+    assert!(!pattern_matches(&["x * {k}"], &["x * 3 + 1"]));
+    assert!(!pattern_matches(&["x * {k}"], &["x * y"]));
+    // One renaming for both fragments, one-to-one, builtins kept.
+    assert!(pattern_matches(&["w * h", "w * w"], &["a * b", "a * a"]));
+    assert!(!pattern_matches(&["w * h", "w * w"], &["a * b", "b * b"]));
+    assert!(!pattern_matches(&["w * h"], &["a * a"]));
+    assert!(!pattern_matches(&["sum(xs)"], &["len(xs)"]));
+    assert!(!pattern_matches(&["x < lo"], &["x < range"]));
 }
 
 #[test]
