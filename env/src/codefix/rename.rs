@@ -97,45 +97,30 @@ impl Renaming {
                 }
             }
         }
-        let mut pool: Vec<&'static str> = POOL.to_vec();
-        pool.shuffle(g);
-        // Keep a template's own name now and then, so the familiar spellings stay in
-        // the mix rather than never being seen.
+        // Now and then a template keeps the names it has that are in the pool, so the
+        // familiar spellings stay in the mix; the other names come from the rest of it.
         let keep = g.random_bool(0.2);
+        let kept = |name: &str| keep && POOL.contains(&name);
+        let mut pool: Vec<&'static str> = POOL
+            .iter()
+            .copied()
+            .filter(|p| !kept(p) || !own.contains(p))
+            .collect();
+        pool.shuffle(g);
+        let mut fresh = pool.into_iter();
         let map = own
             .into_iter()
-            .zip(pool)
-            .map(|(from, to)| {
-                let to = if keep {
-                    POOL.iter().copied().find(|p| *p == from).unwrap_or(to)
-                } else {
-                    to
+            .map(|from| {
+                let to = match POOL.iter().find(|p| kept(p) && **p == from) {
+                    Some(&same) => same,
+                    None => fresh
+                        .next()
+                        .expect("the pool outnumbers any template's identifiers"),
                 };
                 (from.to_string(), to)
             })
-            .collect::<Vec<_>>();
-        let renaming = Renaming { map };
-        if renaming.is_injective() {
-            renaming
-        } else {
-            // A kept name clashed with a drawn one: rename everything instead.
-            let mut pool: Vec<&'static str> = POOL.to_vec();
-            pool.shuffle(g);
-            Renaming {
-                map: renaming
-                    .map
-                    .into_iter()
-                    .zip(pool)
-                    .map(|((from, _), to)| (from, to))
-                    .collect(),
-            }
-        }
-    }
-
-    fn is_injective(&self) -> bool {
-        let mut seen: Vec<&str> = self.map.iter().map(|(_, to)| *to).collect();
-        seen.sort_unstable();
-        seen.windows(2).all(|w| w[0] != w[1])
+            .collect();
+        Renaming { map }
     }
 
     /// `text` with each renamed identifier replaced.
@@ -204,6 +189,14 @@ mod tests {
         }
         let mut g = ChaCha8Rng::seed_from_u64(2);
         let mut seen = std::collections::HashSet::new();
+        for t in crate::codefix::templates::TEMPLATES {
+            for _ in 0..20 {
+                let r = Renaming::draw(&mut g, t.params, t.body);
+                let mut to: Vec<&str> = r.map.iter().map(|(_, to)| *to).collect();
+                to.sort_unstable();
+                assert!(to.windows(2).all(|w| w[0] != w[1]), "{:?}", r.map);
+            }
+        }
         for _ in 0..300 {
             seen.insert(Renaming::draw(&mut g, "w, h", &["return w * h"]).apply("w * h"));
         }
