@@ -737,6 +737,27 @@ mod tests {
         assert!(cfg.total_roles().samplers >= 1);
     }
 
+    /// The shipped examples parse and validate; one naming a pretrained model file (not in
+    /// the repository) is checked up to loading that file.
+    #[test]
+    fn example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let cfg: ClusterConfig =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            cfg.validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if cfg.model.pretrained.is_none() {
+                ClusterConfig::load(&path).unwrap();
+            }
+            seen += 1;
+        }
+        assert!(seen >= 4, "only {seen} examples in {}", dir.display());
+    }
+
     #[test]
     fn typo_names_file_line_and_key() {
         let text = "[rl]\nsteps = 3\nstpes = 4\n";
