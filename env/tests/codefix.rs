@@ -1,5 +1,5 @@
 //! The code-fixing environment against real sandboxes, real git and real Python: the
-//! expert solves every family, the hidden tests fail on the buggy code and pass on the
+//! expert solves every family (template and formula tasks), the hidden tests fail on the buggy code and pass on the
 //! fixed code, each integrity rule earns 0 under its own counter, and abusive agent
 //! commands leave the env host working. Like the sandbox's tests, these need root and
 //! bubblewrap (an env host's requirements).
@@ -55,11 +55,20 @@ async fn the_expert_solves_every_family_and_the_untouched_repository_fails() {
     let judge = CodefixJudge::new(&cfg).await.unwrap();
     let mut set = tokio::task::JoinSet::new();
     for (i, family) in BugFamily::ALL.into_iter().enumerate() {
-        for seed in 0..2 {
+        // Seeds 0 and 1, and for a training family its first formula task too.
+        let formula = (0..100).find(|&seed| generate(TaskKey { family, seed }).formula);
+        assert_eq!(
+            formula.is_some(),
+            family.split() == Split::Train,
+            "{family}"
+        );
+        let mut seeds = vec![0, 1];
+        seeds.extend(formula.filter(|s| *s > 1));
+        for seed in seeds {
             let (host, judge) = (host.clone(), judge.clone());
             set.spawn(async move {
                 let task = spec(family, seed);
-                let episode = (i * 10) as u64 + seed;
+                let episode = (i * 1000) as u64 + seed;
                 let (turns, diff) = expert_episode(&host, episode, &task).await.unwrap();
                 let solved = judge.judge(&task, &diff).await.unwrap();
                 let untouched = judge.judge(&task, "").await.unwrap();

@@ -4,8 +4,9 @@
 //!
 //! Pure parts (no I/O): [`family`](BugFamily) and the task generator ([`generate`]: a
 //! [`TaskKey`] `(family, seed)` gives a repository, an issue and hidden tests; each
-//! function's variables are renamed per task, so fragments must be copied, not
-//! recalled), the [`Action`] format, the per-episode [`EpisodeCore`], and the reward
+//! function's variables are renamed per task, and half of the training tasks' buggy
+//! functions are generated formulas, so fragments must be copied, not recalled), the
+//! [`Action`] format, the per-episode [`EpisodeCore`], and the reward
 //! rules ([`Verdict`], [`touches_tests`], [`judge_run`]).
 //! I/O parts: [`CodefixHost`] (the env host's episodes, each command in a sandbox from a
 //! warm [`SandboxPool`](troupe_sandbox::SandboxPool)), [`judge`] / [`CodefixJudge`]
@@ -39,6 +40,7 @@ mod config;
 mod episode;
 mod expert;
 mod family;
+mod formula;
 mod host;
 mod judge;
 mod rename;

@@ -21,7 +21,7 @@ pub(crate) const RESERVED: &[&str] = &[
 ];
 
 /// Names a variable may get.
-const POOL: &[&str] = &[
+pub(crate) const POOL: &[&str] = &[
     "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "m", "n", "p", "q", "r", "s", "t", "u",
     "v", "w", "x", "y", "z", "lo", "hi", "xs", "ys", "acc", "age", "amt", "base", "cap", "cnt",
     "cost", "count", "data", "days", "dist", "fee", "gap", "high", "hours", "idx", "items", "item",

@@ -8,7 +8,8 @@ use rand_chacha::ChaCha8Rng;
 use troupe_core::TaskSpec;
 
 use super::family::BugFamily;
-use super::rename::{Renaming, Token, is_reserved, tokens};
+use super::formula::{self, Formula};
+use super::rename::{POOL, Renaming, Token, is_reserved, tokens};
 use super::templates::{Bug, Consts, TEMPLATES, Template, fill};
 use super::value::{Value, call};
 use crate::{EnvError, Split};
@@ -24,6 +25,9 @@ const MODULES: [&str; 10] = [
 
 /// Functions per repository (one of them carries the bug), split over two modules.
 const FUNCTIONS: usize = 4;
+
+/// Share of training tasks whose buggy function is a generated [`Formula`].
+const FORMULA_SHARE: f64 = 0.5;
 
 /// Assertions per function in the hidden tests.
 const HIDDEN_CASES: usize = 3;
@@ -110,6 +114,8 @@ pub struct CodefixTask {
     pub hidden_test_count: usize,
     /// The planted bug and its fix.
     pub fix: Fix,
+    /// Whether the buggy function is a generated formula rather than a template's.
+    pub formula: bool,
 }
 
 impl CodefixTask {
@@ -129,46 +135,138 @@ impl CodefixTask {
 
 /// One function placed in the repository.
 struct Placed {
-    template: &'static Template,
     name: &'static str,
-    consts: Consts,
-    /// Its variables' names in this task.
-    vars: Renaming,
-    /// The bug planted in it, if it is the buggy one.
-    bug: Option<&'static Bug>,
+    kind: Kind,
+}
+
+/// What a placed function is made from.
+enum Kind {
+    /// A template, with its constants, its variables' names in this task, and the bug
+    /// planted in it if it is the buggy one.
+    Template {
+        template: &'static Template,
+        consts: Consts,
+        vars: Renaming,
+        bug: Option<&'static Bug>,
+    },
+    /// A generated formula, and the same with a bug planted if it is the buggy one.
+    Formula {
+        correct: Formula,
+        buggy: Option<Formula>,
+    },
 }
 
 impl Placed {
     fn new(g: &mut ChaCha8Rng, template: &'static Template, bug: Option<&'static Bug>) -> Placed {
         Placed {
-            template,
             name: template.names[g.random_range(0..3)],
-            consts: consts(g, template),
-            vars: Renaming::draw(g, template.params, template.body),
-            bug,
+            kind: Kind::Template {
+                template,
+                consts: consts(g, template),
+                vars: Renaming::draw(g, template.params, template.body),
+                bug,
+            },
         }
     }
 
-    /// Template text (a body line or a bug fragment) as it reads in this task.
-    fn text(&self, template_text: &str) -> String {
-        self.vars.apply(&fill(template_text, self.consts))
+    /// A formula function with a bug of `family` planted, if the drawn formula has a
+    /// place for one.
+    fn formula(g: &mut ChaCha8Rng, family: BugFamily) -> Option<Placed> {
+        let pool: Vec<&'static str> = POOL.iter().copied().filter(|p| !is_reserved(p)).collect();
+        let correct = Formula::draw(g, &pool);
+        let buggy = correct.plant(g, family)?;
+        Some(Placed {
+            name: formula::NAMES.choose(g).copied().unwrap_or("blend"),
+            kind: Kind::Formula {
+                correct,
+                buggy: Some(buggy),
+            },
+        })
+    }
+
+    fn is_buggy(&self) -> bool {
+        match &self.kind {
+            Kind::Template { bug, .. } => bug.is_some(),
+            Kind::Formula { buggy, .. } => buggy.is_some(),
+        }
+    }
+
+    /// The buggy function's fault: its body line (0-based), the faulty fragment and the
+    /// correct one, as they read in this task.
+    fn fault(&self) -> Option<(usize, String, String)> {
+        match &self.kind {
+            Kind::Template {
+                template: _,
+                consts,
+                vars,
+                bug,
+            } => {
+                let text = |t: &str| vars.apply(&fill(t, *consts));
+                bug.map(|b| (b.line, text(b.buggy), text(b.correct)))
+            }
+            Kind::Formula { correct, buggy } => {
+                buggy.as_ref().map(|b| (0, b.text(), correct.text()))
+            }
+        }
     }
 
     fn source(&self) -> Vec<String> {
-        let params = self.vars.apply(self.template.params);
+        let (params, body) = match &self.kind {
+            Kind::Template {
+                template,
+                consts,
+                vars,
+                ..
+            } => {
+                let body = template.body.iter().map(|l| vars.apply(&fill(l, *consts)));
+                (vars.apply(template.params), body.collect())
+            }
+            Kind::Formula { correct, .. } => {
+                (correct.params(), vec![format!("return {}", correct.text())])
+            }
+        };
         let mut lines = vec![format!("def {}({params}):", self.name)];
-        for (i, body) in self.template.body.iter().enumerate() {
-            let mut line = self.text(body);
-            if let Some(b) = self.bug.filter(|b| b.line == i) {
-                line = line.replacen(&self.text(b.correct), &self.text(b.buggy), 1);
+        let fault = self.fault();
+        for (i, mut line) in body.into_iter().enumerate() {
+            if let Some((_, buggy, correct)) = fault.as_ref().filter(|f| f.0 == i) {
+                line = line.replacen(correct, buggy, 1);
             }
             lines.push(format!("    {line}"));
         }
         lines
     }
 
+    /// Draws arguments to call it with.
+    fn args(&self, g: &mut ChaCha8Rng) -> Vec<Value> {
+        match &self.kind {
+            Kind::Template {
+                template, consts, ..
+            } => (template.args)(g, *consts),
+            Kind::Formula { correct, .. } => correct.args(g),
+        }
+    }
+
+    /// What it should return for `args`.
     fn expect(&self, args: &[Value]) -> Value {
-        (self.template.eval)(args, self.consts, None)
+        match &self.kind {
+            Kind::Template {
+                template, consts, ..
+            } => (template.eval)(args, *consts, None),
+            Kind::Formula { correct, .. } => correct.eval(args),
+        }
+    }
+
+    /// What it returns for `args`, bug and all.
+    fn got(&self, args: &[Value]) -> Value {
+        match &self.kind {
+            Kind::Template {
+                template,
+                consts,
+                bug,
+                ..
+            } => (template.eval)(args, *consts, bug.map(|b| b.id)),
+            Kind::Formula { correct, buggy } => buggy.as_ref().unwrap_or(correct).eval(args),
+        }
     }
 
     fn assert_line(&self, args: &[Value]) -> String {
@@ -215,16 +313,22 @@ fn attempt(
     sites: &[(&'static Template, &'static Bug)],
     g: &mut ChaCha8Rng,
 ) -> Option<CodefixTask> {
-    let &(template, bug) = sites.choose(g)?;
-    let buggy = Placed::new(g, template, Some(bug));
+    // Training tasks are half the time a generated formula, whose fix cannot be
+    // recalled from the templates; held-out tasks are always template sites.
+    let (buggy, template) = if key.family.split() == Split::Train && g.random_bool(FORMULA_SHARE) {
+        (Placed::formula(g, key.family)?, None)
+    } else {
+        let &(template, bug) = sites.choose(g)?;
+        (Placed::new(g, template, Some(bug)), Some(template))
+    };
     let (example, got) = (0..100).find_map(|_| {
-        let args = (template.args)(g, buggy.consts);
-        let got = (template.eval)(&args, buggy.consts, Some(bug.id));
+        let args = buggy.args(g);
+        let got = buggy.got(&args);
         (got != buggy.expect(&args)).then_some((args, got))
     })?;
     let mut others: Vec<&'static Template> = TEMPLATES
         .iter()
-        .filter(|t| !std::ptr::eq(*t, template))
+        .filter(|t| !template.is_some_and(|own| std::ptr::eq(*t, own)))
         .collect();
     others.shuffle(g);
     let mut placed = vec![buggy];
@@ -246,12 +350,12 @@ fn attempt(
                 lines.extend([String::new(), String::new()]);
             }
             let start = lines.len();
-            if let Some(b) = p.bug {
+            if let Some((line, buggy, correct)) = p.fault() {
                 fix = Some(Fix {
                     file: path.clone(),
-                    line: start + 2 + b.line,
-                    buggy: p.text(b.buggy),
-                    correct: p.text(b.correct),
+                    line: start + 2 + line,
+                    buggy,
+                    correct,
                 });
             }
             lines.extend(p.source());
@@ -276,10 +380,10 @@ fn attempt(
                 test.push(String::new());
             }
             test.push(format!("    def test_{}(self):", p.name));
-            let args = if p.bug.is_some() {
+            let args = if p.is_buggy() {
                 example.clone()
             } else {
-                (p.template.args)(g, p.consts)
+                p.args(g)
             };
             test.push(p.assert_line(&args));
         }
@@ -304,11 +408,11 @@ fn attempt(
     let hidden_tests = hidden_module(&imports, &placed, &example, g);
     let expected = placed
         .iter()
-        .find(|p| p.bug.is_some())
+        .find(|p| p.is_buggy())
         .map(|p| p.expect(&example))?;
     let issue = format!(
         "Bug: {} returns {got}, expected {expected}.\nFix: `{}` should be `{}`.",
-        call(placed.iter().find(|p| p.bug.is_some())?.name, &example),
+        call(placed.iter().find(|p| p.is_buggy())?.name, &example),
         fix.buggy,
         fix.correct
     );
@@ -320,6 +424,7 @@ fn attempt(
         hidden_tests,
         hidden_test_count: placed.len(),
         fix,
+        formula: template.is_none(),
     })
 }
 
@@ -344,10 +449,10 @@ fn hidden_module(
         }
         lines.push(format!("    def test_{}(self):", p.name));
         for case in 0..HIDDEN_CASES {
-            let args = if case == 0 && p.bug.is_some() {
+            let args = if case == 0 && p.is_buggy() {
                 example.to_vec()
             } else {
-                (p.template.args)(g, p.consts)
+                p.args(g)
             };
             lines.push(p.assert_line(&args));
         }
@@ -364,7 +469,8 @@ fn capitalise(s: &str) -> String {
 
 /// The split of a code-fixing issue text, for seed files whose conversations carry no
 /// task key: the `Fix:` line's fragments are looked up among the bug sites of every
-/// template (up to the renaming of variables and the value of constants), and the issue
+/// template (up to the renaming of variables and the value of constants) and read as a
+/// generated formula's ([`formula::family_of`]), and the issue
 /// is held out if any matching site's family is held out, or if no site matches (an
 /// issue that cannot be placed is never trained on).
 pub fn split_of_issue(issue: &str) -> Split {
@@ -376,6 +482,7 @@ pub fn split_of_issue(issue: &str) -> Split {
         .flat_map(|t| t.bugs)
         .filter(|b| pattern_matches(&[b.buggy, b.correct], &[buggy, correct]))
         .map(|b| b.family)
+        .chain(formula::family_of(buggy, correct))
         .collect();
     if !families.is_empty() && families.iter().all(|f| f.split() == Split::Train) {
         Split::Train

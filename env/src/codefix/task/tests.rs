@@ -33,6 +33,34 @@ fn generation_is_deterministic_and_varied() {
 }
 
 #[test]
+fn about_half_of_training_tasks_are_formulas_and_no_heldout_task_is() {
+    let is_formula = |t: &CodefixTask| {
+        let named = formula::NAMES
+            .iter()
+            .any(|n| t.issue.starts_with(&format!("Bug: {n}(")));
+        assert_eq!(named, t.formula, "{}", t.issue);
+        t.formula
+    };
+    let mut formulas = 0;
+    for key in keys(100) {
+        let t = generate(key);
+        if key.family.split() == Split::Heldout {
+            assert!(!is_formula(&t), "{}", t.issue);
+        } else if is_formula(&t) {
+            formulas += 1;
+            // One line, `return <formula>`, carries the bug.
+            let module = t.files.iter().find(|f| f.path == t.fix.file).unwrap();
+            let line = module.contents.lines().nth(t.fix.line - 1).unwrap();
+            assert_eq!(line, format!("    return {}", t.fix.buggy), "{key:?}");
+        }
+    }
+    assert!(
+        (140..=260).contains(&formulas),
+        "{formulas} formulas of 400"
+    );
+}
+
+#[test]
 fn keys_round_trip_and_bad_keys_are_errors() {
     let key = TaskKey {
         family: BugFamily::OffByOne,
@@ -114,14 +142,12 @@ fn issues_are_split_by_their_family() {
             assert_eq!(split, Split::Heldout, "{key:?}: {}", t.issue);
         }
     }
-    let train_kept = keys(60)
-        .filter(|k| k.family.split() == Split::Train)
-        .filter(|k| split_of_issue(&generate(*k).issue) == Split::Train)
-        .count();
-    assert!(
-        train_kept >= 200,
-        "only {train_kept} of 240 train issues read as train"
-    );
+    // Every training issue reads as training: template sites by pattern, formulas by
+    // parsing.
+    for key in keys(60).filter(|k| k.family.split() == Split::Train) {
+        let issue = generate(key).issue;
+        assert_eq!(split_of_issue(&issue), Split::Train, "{key:?}: {issue}");
+    }
     assert_eq!(split_of_issue("sort 123"), Split::Heldout);
     assert!(pattern_matches(&["x * {k}"], &["x * 12"]));
     assert!(pattern_matches(&["x * {k}"], &["y * 3"]));
