@@ -149,11 +149,9 @@ enum Kind {
         vars: Renaming,
         bug: Option<&'static Bug>,
     },
-    /// A generated formula, and the same with a bug planted if it is the buggy one.
-    Formula {
-        correct: Formula,
-        buggy: Option<Formula>,
-    },
+    /// A generated formula, and the same with a bug planted (formulas are only ever
+    /// placed as the buggy function).
+    Formula { correct: Formula, buggy: Formula },
 }
 
 impl Placed {
@@ -172,22 +170,18 @@ impl Placed {
     /// A formula function with a bug of `family` planted, if the drawn formula has a
     /// place for one.
     fn formula(g: &mut ChaCha8Rng, family: BugFamily) -> Option<Placed> {
-        let pool: Vec<&'static str> = POOL.iter().copied().filter(|p| !is_reserved(p)).collect();
-        let correct = Formula::draw(g, &pool);
+        let correct = Formula::draw(g, POOL);
         let buggy = correct.plant(g, family)?;
         Some(Placed {
             name: formula::NAMES.choose(g).copied().unwrap_or("blend"),
-            kind: Kind::Formula {
-                correct,
-                buggy: Some(buggy),
-            },
+            kind: Kind::Formula { correct, buggy },
         })
     }
 
     fn is_buggy(&self) -> bool {
         match &self.kind {
             Kind::Template { bug, .. } => bug.is_some(),
-            Kind::Formula { buggy, .. } => buggy.is_some(),
+            Kind::Formula { .. } => true,
         }
     }
 
@@ -196,17 +190,12 @@ impl Placed {
     fn fault(&self) -> Option<(usize, String, String)> {
         match &self.kind {
             Kind::Template {
-                template: _,
-                consts,
-                vars,
-                bug,
+                consts, vars, bug, ..
             } => {
                 let text = |t: &str| vars.apply(&fill(t, *consts));
                 bug.map(|b| (b.line, text(b.buggy), text(b.correct)))
             }
-            Kind::Formula { correct, buggy } => {
-                buggy.as_ref().map(|b| (0, b.text(), correct.text()))
-            }
+            Kind::Formula { correct, buggy } => Some((0, buggy.text(), correct.text())),
         }
     }
 
@@ -265,7 +254,7 @@ impl Placed {
                 bug,
                 ..
             } => (template.eval)(args, *consts, bug.map(|b| b.id)),
-            Kind::Formula { correct, buggy } => buggy.as_ref().unwrap_or(correct).eval(args),
+            Kind::Formula { buggy, .. } => buggy.eval(args),
         }
     }
 
