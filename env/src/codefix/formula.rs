@@ -387,6 +387,11 @@ fn diff(a: &Expr, b: &Expr) -> Diff {
 /// Parses a formula printed by [`Formula::text`]; `None` for anything else, including
 /// the same formula spelt another way.
 fn parse(text: &str) -> Option<Expr> {
+    // No formula is longer; a seed file's fragment of deeply nested brackets must not
+    // recurse the parser out of stack.
+    if text.len() > MAX_LEN + 4 {
+        return None;
+    }
     let toks: Vec<&str> = tokens(text)
         .into_iter()
         .map(|t| match t {

@@ -50,6 +50,8 @@ fn formulas_print_canonically_parse_back_and_vary() {
     }
     assert!(!parse("3 * 4 + a").unwrap().sensible() && !parse("t < t").unwrap().sensible());
     assert!(parse("t * t").unwrap().sensible());
+    let deep = "(".repeat(100_000) + "a" + &")".repeat(100_000);
+    assert_eq!(family_of(&deep, "a"), None);
     assert!(parse("a - (b - c)").is_some() && parse("(a - b) * 3").is_some());
     assert!(parse("min(a, 3) * xs[-1] >= b").is_some());
 }
