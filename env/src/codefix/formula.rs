@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::family::BugFamily;
 use super::rename::{Token, is_reserved, tokens};
+use super::templates::at;
 use super::value::Value;
 
 /// Names a formula function gets (none is a template's, a pool name or a builtin).
@@ -126,11 +127,7 @@ impl Expr {
         match self {
             Expr::Var(v) => Value::Int(ints.iter().find(|(n, _)| n == v).map_or(0, |p| p.1)),
             Expr::Num(n) => Value::Int(*n),
-            Expr::Item(_, i) => {
-                let n = list.len() as i64;
-                let j = if *i < 0 { n + i } else { *i };
-                Value::Int(list.get(j as usize).copied().unwrap_or(0))
-            }
+            Expr::Item(_, i) => Value::Int(at(list, *i)),
             Expr::MinMax(min, a, b) => {
                 let (a, b) = (int(a), int(b));
                 Value::Int(if *min { a.min(b) } else { a.max(b) })

@@ -82,7 +82,7 @@ fn range(start: i64, stop: i64, step: i64) -> Vec<i64> {
 }
 
 /// Python's `xs[i]` for an in-range `i` (negative counts from the end).
-fn at(xs: &[i64], i: i64) -> i64 {
+pub(crate) fn at(xs: &[i64], i: i64) -> i64 {
     let n = xs.len() as i64;
     let j = if i < 0 { n + i } else { i };
     xs.get(j as usize).copied().unwrap_or(0)
